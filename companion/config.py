@@ -1,0 +1,166 @@
+"""Typed configuration, loaded from one TOML file (``configs/companion.toml`` by default).
+
+Every field has a documented default; unknown keys and wrong types are errors with
+the code CONFIG_INVALID, never silently ignored. CLI flags override the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from companion.errors import ConfigError
+from companion.llm.sampling import SamplingParams
+from companion.llm.session import RuntimeOptions
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    #: Name of the model manifest in ``models/`` (role llm).
+    model: str = "qwen2.5-coder-0.5b-instruct"
+    #: Reply length cap in tokens (a reply for a young child is short).
+    max_new_tokens: int = 80
+    #: 0 = greedy. A little randomness keeps a companion from sounding canned.
+    temperature: float = 0.6
+    top_p: float = 0.9
+    top_k: int = 40
+    repetition_penalty: float = 1.1
+    #: Fixed seed for reproducible replies (tests, evaluation); None = fresh each time.
+    seed: int | None = None
+    #: onnxruntime threads for one forward pass.
+    threads: int = 2
+    #: Execution providers in order (CUDA/TensorRT on a Jetson); CPU is always the fallback.
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    #: Conversation turns (child + robot) kept in the prompt.
+    history_turns: int = 6
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(
+            max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
+            top_k=self.top_k, repetition_penalty=self.repetition_penalty, seed=self.seed,
+        )
+
+    def runtime(self) -> RuntimeOptions:
+        return RuntimeOptions(threads=self.threads, providers=tuple(self.providers))
+
+
+@dataclass(frozen=True)
+class PersonaConfig:
+    #: The robot's name, as children call it.
+    name: str = "Pip"
+    #: System prompt; ``{name}`` is replaced by the name.
+    system_prompt: str = (
+        "You are {name}, a kind and cheerful robot friend who talks with young children aged 4 to 10. "
+        "Always answer in English, in one or two short, simple sentences that are easy to say out loud. "
+        "Be warm, curious and encouraging. Never use lists, code, markdown or emoji."
+    )
+
+    def render(self) -> str:
+        return self.system_prompt.replace("{name}", self.name)
+
+
+@dataclass(frozen=True)
+class ChildrenConfig:
+    #: The child assumed when no ``--child`` is given.
+    default: str = "child"
+
+
+@dataclass(frozen=True)
+class CompanionConfig:
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    persona: PersonaConfig = field(default_factory=PersonaConfig)
+    children: ChildrenConfig = field(default_factory=ChildrenConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CompanionConfig:
+        return _build(cls, data, "")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _check(value, hint, where: str):
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        for opt in options:
+            if opt is type(None):
+                continue
+            try:
+                return _check(value, opt, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} is not a valid value")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        inner = typing.get_args(hint)[0]
+        return tuple(_check(v, inner, f"{where}[]") for v in value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if isinstance(hint, type) and not isinstance(value, hint):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _build(cls, data: dict, prefix: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; known: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        where = prefix + name
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, where + ".")
+        else:
+            kwargs[name] = _check(value, hint, where)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{prefix or 'config'}: {err}") from err
+
+
+def default_config_path() -> Path:
+    env = os.environ.get("COMPANION_CONFIG")
+    if env:
+        return Path(env)
+    from companion.paths import configs_dir
+
+    return configs_dir() / "companion.toml"
+
+
+def load_config(path: Path | None = None) -> CompanionConfig:
+    """The config from ``path`` (default: COMPANION_CONFIG or configs/companion.toml)."""
+    explicit = path is not None or "COMPANION_CONFIG" in os.environ
+    path = path or default_config_path()
+    if not path.is_file():
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist")
+        return CompanionConfig()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read config {path}: {err}") from err
+    config = CompanionConfig.from_dict(data)
+    # Sampling params validate their own ranges; surface them as config errors at load time.
+    try:
+        config.llm.sampling()
+    except ValueError as err:
+        raise ConfigError(f"{path}: llm: {err}") from err
+    return config

@@ -1,0 +1,224 @@
+"""The generation loop: prefix-cached prefill, KV-cached decode, streaming, cancellation.
+
+Why a prefix cache: every turn's prompt starts with the same persona system
+prompt and then the conversation so far. Keeping the KV of the longest shared
+token prefix means a new turn only pays for the child's new words, which is
+what keeps time-to-first-token low on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from companion.llm.sampling import SamplingParams, sample
+from companion.llm.session import KVCache, OnnxCausalLM, RuntimeOptions, cache_length, truncate_cache
+from companion.llm.tokenizer import ChatMessage, ChatTokenizer, StreamDecoder
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One generated token and the text it added (may be empty mid-character)."""
+
+    token_id: int
+    text: str
+    index: int
+    #: Seconds since generation started (the first token's is the time to first token).
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    text: str
+    token_ids: tuple[int, ...]
+    #: "stop" (end-of-turn token), "length" (max_new_tokens), "cancelled".
+    stop_reason: str
+    prompt_tokens: int
+    #: Prompt tokens whose KV came from the prefix cache instead of being computed.
+    cached_tokens: int
+    first_token_s: float | None
+    total_s: float
+
+    @property
+    def decode_tokens_per_s(self) -> float | None:
+        n = len(self.token_ids)
+        if self.first_token_s is None or n < 2 or self.total_s <= self.first_token_s:
+            return None
+        return (n - 1) / (self.total_s - self.first_token_s)
+
+
+class PrefixCache:
+    """Bounded store of KV caches keyed by the token sequence they encode."""
+
+    def __init__(self, max_entries: int = 4) -> None:
+        self._entries: OrderedDict[tuple[int, ...], KVCache] = OrderedDict()
+        self._max = max_entries
+        self._lock = threading.Lock()
+
+    def put(self, tokens: Sequence[int], cache: KVCache) -> None:
+        key = tuple(tokens)
+        if not key:
+            return
+        with self._lock:
+            self._entries[key] = cache
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+
+    def longest_prefix(self, tokens: Sequence[int]) -> tuple[int, KVCache | None]:
+        """(n, cache) for the stored entry sharing the longest prefix with ``tokens``, truncated to n.
+
+        n is at most len(tokens) - 1, so at least one token is always left to feed.
+        """
+        best_n, best = 0, None
+        limit = len(tokens) - 1
+        with self._lock:
+            for key, cache in self._entries.items():
+                n = _common_prefix(key, tokens, limit)
+                if n > best_n:
+                    best_n, best = n, (key, cache)
+            if best is None:
+                return 0, None
+            self._entries.move_to_end(best[0])
+        return best_n, truncate_cache(best[1], best_n)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    if n <= 0:
+        return 0
+    x = np.asarray(a[:n], dtype=np.int64)
+    y = np.asarray(b[:n], dtype=np.int64)
+    diff = np.flatnonzero(x != y)
+    return int(diff[0]) if diff.size else n
+
+
+class Generator:
+    """A chat model ready to answer: tokenizer + ONNX session + prefix cache + one worker thread."""
+
+    def __init__(self, model_dir: Path, options: RuntimeOptions = RuntimeOptions(), *, cache_entries: int = 4) -> None:
+        self.model_dir = model_dir
+        self.tokenizer = ChatTokenizer(model_dir)
+        self.model = OnnxCausalLM(model_dir / "model.onnx", options)
+        self.prefix_cache = PrefixCache(cache_entries)
+        # One worker per model: generation never blocks the event loop and never runs twice at once.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def warm(self, messages: Sequence[ChatMessage]) -> int:
+        """Compute and keep the KV of a fixed prefix (the persona's system prompt); returns its length."""
+        ids = self.tokenizer.encode_chat(messages, add_generation_prompt=False)
+        n, cache = self.prefix_cache.longest_prefix(ids + [0])
+        if n < len(ids):
+            past = cache if cache is not None else self.model.empty_cache()
+            _, past = self.model.forward(ids[n:], past)
+            self.prefix_cache.put(ids, past)
+        return len(ids)
+
+    def generate(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams = SamplingParams(),
+        *,
+        cancel: threading.Event | None = None,
+        on_token: Callable[[TokenEvent], None] | None = None,
+    ) -> GenerationResult:
+        """Blocking generation; ``cancel`` is checked before every forward pass (stops within one token)."""
+        started = time.perf_counter()
+        prompt = list(prompt_ids)
+        if not prompt:
+            raise ValueError("empty prompt")
+        cached, past = self.prefix_cache.longest_prefix(prompt)
+        if past is None:
+            past = self.model.empty_cache()
+        rng = np.random.default_rng(params.seed)
+        decoder = StreamDecoder(self.tokenizer)
+        generated: list[int] = []
+        fed = prompt[:cached]
+        pending = prompt[cached:]
+        first_token_s = None
+        stop_reason = "length"
+        while len(generated) < params.max_new_tokens:
+            if cancel is not None and cancel.is_set():
+                stop_reason = "cancelled"
+                break
+            logits, past = self.model.forward(pending, past)
+            fed += pending
+            if not generated:  # the prompt's KV: worth keeping for the next turn of this conversation
+                self.prefix_cache.put(list(fed), past)
+            token = sample(logits, params, generated, rng)
+            if token in self.tokenizer.stop_token_ids:
+                stop_reason = "stop"
+                break
+            generated.append(token)
+            now = time.perf_counter() - started
+            if first_token_s is None:
+                first_token_s = now
+            event = TokenEvent(token, decoder.push(token), len(generated) - 1, now)
+            if on_token is not None:
+                on_token(event)
+            pending = [token]
+        if generated and cache_length(past) == len(fed):
+            self.prefix_cache.put(list(fed), past)
+        return GenerationResult(
+            text=self.tokenizer.decode(generated),
+            token_ids=tuple(generated),
+            stop_reason=stop_reason,
+            prompt_tokens=len(prompt),
+            cached_tokens=cached,
+            first_token_s=first_token_s,
+            total_s=time.perf_counter() - started,
+        )
+
+    async def stream(
+        self, prompt_ids: Sequence[int], params: SamplingParams = SamplingParams()
+    ) -> AsyncIterator[TokenEvent | GenerationResult]:
+        """Tokens as they are made, then the GenerationResult. Cancelling the consumer stops the model
+        within one token.
+
+        The queue holds at most max_new_tokens + 2 items (every token, the result, an error), so the
+        worker thread never blocks on it.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue(maxsize=params.max_new_tokens + 2)
+        cancel = threading.Event()
+
+        def put(item) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                put(self.generate(prompt_ids, params, cancel=cancel, on_token=put))
+            except BaseException as err:  # noqa: BLE001 - handed to the awaiting side
+                put(err)
+
+        loop.run_in_executor(self._executor, work)
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, GenerationResult):
+                    break
+        finally:
+            # The worker sees the flag before its next forward pass and returns; the next
+            # generation queues behind it on the same one-worker executor.
+            cancel.set()

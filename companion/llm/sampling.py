@@ -1,0 +1,70 @@
+"""Choosing the next token from logits: greedy, temperature, top-k, top-p, repetition penalty."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How a reply is sampled. ``temperature == 0`` means greedy (deterministic)."""
+
+    #: Hard cap on reply length in tokens; also bounds every per-reply buffer.
+    max_new_tokens: int = 96
+    temperature: float = 0.7
+    #: Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p.
+    top_p: float = 0.9
+    #: Only the k most likely tokens are considered (0: all). Keeps sampling cheap on a 150k vocabulary.
+    top_k: int = 50
+    #: > 1 discourages repeating tokens already generated in this reply (not the prompt's:
+    #: the reply may freely reuse the child's words and the persona's).
+    repetition_penalty: float = 1.1
+    #: Seed for the sampler; the same seed and prompt give the same reply.
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.top_k < 0:
+            raise ValueError("top_k must be >= 0")
+        if self.repetition_penalty <= 0:
+            raise ValueError("repetition_penalty must be > 0")
+
+
+def apply_repetition_penalty(logits: np.ndarray, previous: Iterable[int], penalty: float) -> np.ndarray:
+    if penalty == 1.0:
+        return logits
+    ids = np.fromiter(set(previous), dtype=np.int64)
+    if ids.size == 0:
+        return logits
+    logits = logits.copy()
+    picked = logits[ids]
+    logits[ids] = np.where(picked > 0, picked / penalty, picked * penalty)
+    return logits
+
+
+def sample(logits: np.ndarray, params: SamplingParams, previous: list[int], rng: np.random.Generator) -> int:
+    """The next token id from a (vocab,) float array of logits."""
+    logits = apply_repetition_penalty(logits, previous, params.repetition_penalty)
+    if params.temperature == 0:
+        return int(np.argmax(logits))
+    if params.top_k and params.top_k < logits.shape[0]:
+        candidates = np.argpartition(logits, -params.top_k)[-params.top_k:]
+    else:
+        candidates = np.arange(logits.shape[0])
+    scores = logits[candidates].astype(np.float64) / params.temperature
+    order = np.argsort(-scores, kind="stable")
+    candidates, scores = candidates[order], scores[order]
+    probs = np.exp(scores - scores[0])
+    probs /= probs.sum()
+    if params.top_p < 1.0:
+        keep = int(np.searchsorted(np.cumsum(probs), params.top_p) + 1)
+        candidates, probs = candidates[:keep], probs[:keep] / probs[:keep].sum()
+    return int(candidates[rng.choice(candidates.shape[0], p=probs)])

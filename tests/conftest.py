@@ -1,0 +1,84 @@
+"""Shared fixtures: a tiny generated chat model (seconds) and the real prepared models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+CORPUS = [
+    "hello there little friend, how are you today?",
+    "the cat sat on the mat and the dog ran in the park.",
+    "why is the sky blue? because sunlight scatters in the air.",
+    "robots like to talk with children about stars, animals and stories.",
+] * 20
+
+
+def build_tiny_checkpoint(folder: Path) -> Path:
+    """A randomly initialised Qwen2-architecture chat model with a small BPE tokenizer."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    fast.chat_template = CHATML
+    fast.save_pretrained(folder)
+
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=False, eos_token_id=fast.convert_tokens_to_ids("<|im_end|>"))
+    model = Qwen2ForCausalLM(config).eval()
+    model.save_pretrained(folder)
+    GenerationConfig(eos_token_id=config.eos_token_id).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-ckpt"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_checkpoint, tmp_path_factory) -> Path:
+    """The tiny model exported by the product's own optimum path (fp32, so logits compare tightly)."""
+    from companion.llm.export import export_llm
+
+    out = tmp_path_factory.mktemp("tiny-onnx") / "onnx"
+    export_llm(str(tiny_checkpoint), out, quantize_mode="none")
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_cache():
+    """The real default models, prepared once in the shared model cache (a no-op when cached)."""
+    from companion.models.cache import ModelCache
+    from companion.models.manifest import load_manifests, select
+    from companion.models.prepare import prepare
+    from companion.paths import manifests_dir, models_cache_dir
+
+    cache = ModelCache(models_cache_dir())
+    for manifest in select(load_manifests(manifests_dir()), None):
+        prepare(manifest, cache, progress=False)
+    return cache
+
+
+@pytest.fixture()
+def offline_env(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    return dict(os.environ)

@@ -1,0 +1,86 @@
+from pathlib import Path
+
+import pytest
+
+from companion.config import CompanionConfig, load_config
+from companion.errors import ConfigError, ModelError
+from companion.models.manifest import load_manifests, parse_manifest, select, default_for_role
+from companion.paths import configs_dir, manifests_dir
+
+GOOD = """
+name = "m"
+role = "tts"
+licence = "MIT"
+[[packages]]
+name = "pkg"
+version = "1.0"
+sha256 = "%s"
+[[artifacts]]
+file = "voice.onnx"
+parts = ["pkg/data/voice.onnx"]
+sha256 = "%s"
+""" % ("a" * 64, "b" * 64)
+
+
+def test_repository_config_loads_and_matches_defaults_types():
+    config = load_config(configs_dir() / "companion.toml")
+    assert isinstance(config, CompanionConfig)
+    assert config.llm.threads >= 1 and config.persona.name
+    assert "{name}" not in config.persona.render()
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("[llm]\nthreds = 2\n", "threds"),
+    ("[llm]\nthreads = 'two'\n", "threads"),
+    ("[llm]\ntemperature = -1.0\n", "temperature"),
+    ("[llm\n", "TOML"),
+    ("[persona]\nname = 3\n", "name"),
+])
+def test_broken_config_is_a_coded_error(tmp_path, text, fragment):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.code == "CONFIG_INVALID"
+    assert fragment in str(info.value)
+
+
+def test_missing_explicit_config_is_an_error(tmp_path):
+    with pytest.raises(ConfigError):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_repository_manifests_are_complete():
+    manifests = load_manifests(manifests_dir())
+    assert {m.role for m in manifests.values()} == {"llm", "asr", "tts", "vad"}
+    for role in ("llm", "asr", "tts", "vad"):
+        default_for_role(manifests, role)
+    for m in manifests.values():
+        assert m.licence
+        assert all(len(a.sha256) == 64 for a in m.artifacts)
+        assert all(p.installed or p.sha256 for p in m.packages)
+    llm = default_for_role(manifests, "llm")
+    assert llm.convert.recipe == "llm-onnx"
+    assert "gemma" not in llm.name  # the Gemma 3 270M on PyPI is a base model: it cannot chat
+    # Both ASR models are prepared by a plain `companion models prepare`.
+    assert {m.name for m in select(manifests, None) if m.role == "asr"} == {"whisper-base", "whisper-tiny-en"}
+    assert not list(Path(manifests_dir()).glob("*.onnx")) and not list(Path(manifests_dir()).glob("*.gguf"))
+
+
+def test_manifest_parses_and_rejects_bad_ones():
+    m = parse_manifest(GOOD)
+    assert m.name == "m" and m.artifacts[0].parts == ("pkg/data/voice.onnx",)
+    for bad in (GOOD.replace('role = "tts"', 'role = "dance"'),
+                GOOD.replace('"' + "b" * 64 + '"', '"abc"'),
+                GOOD.replace('version = "1.0"\n', ""),
+                GOOD.replace('file = "voice.onnx"', 'file = "../x"'),
+                "name = 'x'"):
+        with pytest.raises(ModelError) as info:
+            parse_manifest(bad)
+        assert info.value.code == "MODEL_MANIFEST_INVALID"
+
+
+def test_unknown_model_name_is_coded():
+    with pytest.raises(ModelError) as info:
+        select(load_manifests(manifests_dir()), ["no-such-model"])
+    assert info.value.code == "MODEL_UNKNOWN"
