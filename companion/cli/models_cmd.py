@@ -9,7 +9,7 @@ import sys
 from companion.errors import MODEL_CHECKSUM_MISMATCH, ModelError
 from companion.models.cache import ModelCache
 from companion.models.manifest import load_manifests, select
-from companion.models.prepare import prepare, verify
+from companion.models.prepare import check_files, import_llm, prepare, verify
 from companion.paths import manifests_dir, models_cache_dir
 
 
@@ -24,6 +24,12 @@ def add_parser(sub) -> None:
     pp.add_argument("--force", action="store_true", help="prepare again even when up to date")
     pp.add_argument("--no-progress", action="store_true")
     pp.set_defaults(func=cmd_prepare)
+    ip = msub.add_parser("import-llm", help="export another chat model (checkpoint folder or .gguf) into the cache")
+    ip.add_argument("source", help="Hugging Face checkpoint folder, .gguf file, or hub id (with --allow-hub)")
+    ip.add_argument("--name", required=True, help="name to use in [llm] model")
+    ip.add_argument("--quantize", choices=("int4", "int8", "none"), default="int4")
+    ip.add_argument("--allow-hub", action="store_true", help="online robots only: let optimum fetch a hub id")
+    ip.set_defaults(func=cmd_import_llm)
     vp = msub.add_parser("verify", help="re-hash every prepared file against its checksum")
     vp.add_argument("names", nargs="*")
     vp.add_argument("--json", action="store_true")
@@ -48,6 +54,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         size = sum(f["size"] for f in record["files"].values()) if record else m.source_size
         rows.append({"name": m.name, "role": m.role, "default": m.default, "size_mb": round(size / 1e6, 1),
                      "licence": m.licence, "state": state, "path": str(cache.path(m.name))})
+    known = {r["name"] for r in rows}
+    if cache.root.is_dir():
+        for folder in sorted(p for p in cache.root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+            record = cache.record(folder.name)
+            if folder.name in known or record is None:
+                continue
+            size = sum(f["size"] for f in record.get("files", {}).values())
+            rows.append({"name": folder.name, "role": record.get("role", "?"), "default": False,
+                         "size_mb": round(size / 1e6, 1), "licence": "?", "state": "imported", "path": str(folder)})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -70,12 +85,27 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_llm(args: argparse.Namespace) -> int:
+    from companion.models.manifest import load_manifests as _lm
+
+    if args.name in _lm(manifests_dir()):
+        raise ModelError(f"'{args.name}' is a manifest model; pick another name", code="MODEL_NAME_TAKEN")
+    result = import_llm(args.source, args.name, _cache(), quantize=args.quantize, allow_hub=args.allow_hub)
+    print(f"{args.name}: {result.status} in {result.seconds:.1f} s -> {result.path}")
+    print(f"use it with: [llm] model = \"{args.name}\" in configs/companion.toml")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     cache = _cache()
-    manifests = select(load_manifests(manifests_dir()), args.names)
+    manifests = load_manifests(manifests_dir())
+    imported = [n for n in args.names if n not in manifests and cache.record(n) is not None]
     report = {}
-    for m in manifests:
+    wanted = [n for n in args.names if n not in imported]
+    for m in (select(manifests, wanted) if wanted or not imported else []):
         report[m.name] = verify(m, cache, progress=sys.stderr.isatty() and not args.json)
+    for name in imported:
+        report[name] = check_files(cache.get(name))
     if args.json:
         print(json.dumps({name: {"ok": not probs, "problems": probs} for name, probs in report.items()}, indent=2))
     else:

@@ -22,6 +22,7 @@ from companion.errors import (
     MODEL_EXPORT_DEPS_MISSING,
     MODEL_EXPORT_FAILED,
     MODEL_LOAD_FAILED,
+    MODEL_PACKAGE_MISSING,
     OUT_OF_MEMORY,
     DISK_FULL,
     ModelError,
@@ -111,19 +112,27 @@ def _assemble(manifest: ModelManifest, files: PackageFiles, staging: Path, progr
 
 
 def _export_llm(manifest: ModelManifest, staging: Path) -> None:
-    gguf = staging / manifest.artifacts[0].file
-    cmd = [sys.executable, "-m", "companion.llm.export", str(gguf), str(staging / "onnx"),
-           "--quantize", manifest.convert.quantize, "--work", str(staging / "_work")]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    log.info("exporting %s to ONNX (%s); this takes a few minutes and ~6 GB of memory", manifest.name,
-             manifest.convert.quantize)
+    run_export(str(staging / manifest.artifacts[0].file), staging, label=manifest.name,
+               quantize=manifest.convert.quantize)
+
+
+def run_export(source: str, staging: Path, *, label: str, quantize: str, allow_hub: bool = False) -> None:
+    """Run ``companion.llm.export`` in a child process into ``staging/onnx``; map its failures to codes."""
+    cmd = [sys.executable, "-m", "companion.llm.export", source, str(staging / "onnx"),
+           "--quantize", quantize, "--work", str(staging / "_work")]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    if allow_hub:
+        cmd.append("--allow-hub")
+    else:
+        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    log.info("exporting %s to ONNX (%s); this takes a few minutes and ~6 GB of memory", label, quantize)
     tail: deque[str] = deque(maxlen=20)
     with subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stderr is not None
         for line in proc.stderr:  # the exporter's own step lines are shown; the rest kept for errors
             tail.append(line.rstrip())
             if line.startswith("[export]"):
-                print(f"{manifest.name}: {line[9:].rstrip()}", file=sys.stderr, flush=True)
+                print(f"{label}: {line[9:].rstrip()}", file=sys.stderr, flush=True)
     shutil.rmtree(staging / "_work", ignore_errors=True)
     if proc.returncode == 0:
         return
@@ -134,13 +143,13 @@ def _export_llm(manifest: ModelManifest, staging: Path) -> None:
         raise ModelError(f"{tail_text}", code=MODEL_EXPORT_DEPS_MISSING)
     if proc.returncode in (exp.EXIT_OUT_OF_MEMORY, -signal.SIGKILL):
         raise ModelError(
-            f"the ONNX export of {manifest.name} ran out of memory (it needs about 8 GB of RAM); "
+            f"the ONNX export of {label} ran out of memory (a 0.5B model needs about 8 GB of RAM); "
             f"prepare on a bigger machine and copy the cache folder, or add swap. {tail_text}",
             code=OUT_OF_MEMORY,
         )
     if proc.returncode == exp.EXIT_DISK_FULL:
         raise ModelError(tail_text, code=DISK_FULL)
-    raise ModelError(f"ONNX export of {manifest.name} failed (exit {proc.returncode}): {tail_text}", code=MODEL_EXPORT_FAILED)
+    raise ModelError(f"ONNX export of {label} failed (exit {proc.returncode}): {tail_text}", code=MODEL_EXPORT_FAILED)
 
 
 def _load_check(manifest: ModelManifest, staging: Path) -> None:
@@ -231,6 +240,40 @@ def prepare(manifest: ModelManifest, cache: ModelCache, *, force: bool = False, 
         if wheel.parent == cache.wheels_dir:
             wheel.unlink(missing_ok=True)
     return PrepareResult(manifest.name, "prepared", time.monotonic() - started, prepared.path)
+
+
+def import_llm(source: str, name: str, cache: ModelCache, *, quantize: str = "int4",
+               allow_hub: bool = False) -> PrepareResult:
+    """Export any chat model (checkpoint folder, .gguf file, or a hub id when ``allow_hub``) into the
+    cache under ``name``, usable as ``[llm] model = name``. Not covered by a manifest's checksums: the
+    record still lists every file's sha256, so ``verify`` catches later damage."""
+    started = time.monotonic()
+    if not allow_hub and not Path(source).exists():
+        raise ModelError(f"{source} does not exist (a hub id needs --allow-hub and a network)",
+                         code=MODEL_PACKAGE_MISSING)
+    cache.check_free_space(_LLM_EXPORT_SPACE, f"importing {name}")
+    staging = cache.new_staging(name)
+    try:
+        run_export(str(Path(source).resolve()) if Path(source).exists() else source, staging, label=name,
+                   quantize=quantize, allow_hub=allow_hub)
+        import onnxruntime as ort
+
+        try:
+            ort.InferenceSession(str(staging / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001
+            raise ModelError(f"{name}: exported model does not load: {err}", code=MODEL_LOAD_FAILED) from err
+        record = {"manifest_digest": None, "role": "llm", "recipe": "llm-onnx", "quantize": quantize,
+                  "imported_from": source, "files": _record_files(staging, False, name)}
+        prepared = cache.commit(name, staging, record)
+    except OSError as err:
+        coded = disk_full_error(err, cache.root)
+        if coded is not None:
+            raise coded from err
+        raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return PrepareResult(name, "prepared", time.monotonic() - started, prepared.path)
 
 
 def verify(manifest: ModelManifest, cache: ModelCache, *, progress: bool = False) -> list[str]:
