@@ -11,6 +11,7 @@ import os
 import re
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -80,10 +81,24 @@ class Conversation:
         messages = [self._system, *self._history, ChatMessage("user", heard)]
         return self.generator.tokenizer.encode_chat(messages)
 
+    async def stream(self, heard: str) -> AsyncIterator[TokenEvent | GenerationResult]:
+        """The reply as it is generated (tokens, then the result). Closing it early cancels the model."""
+        agen = self.generator.stream(self.prompt(heard), self.config.llm.sampling())
+        try:
+            async for item in agen:
+                yield item
+        finally:
+            await agen.aclose()
+
+    def remember(self, heard: str, said: str) -> None:
+        """Add an exchange to the history; ``said`` is what was actually spoken (cut short on barge-in)."""
+        self._history.append(ChatMessage("user", heard))
+        self._history.append(ChatMessage("assistant", said))
+
     async def reply(self, heard: str, on_token=None) -> ChatReply:
         started = time.perf_counter()
         result: GenerationResult | None = None
-        async for item in self.generator.stream(self.prompt(heard), self.config.llm.sampling()):
+        async for item in self.stream(heard):
             if isinstance(item, TokenEvent):
                 if on_token is not None:
                     on_token(item)
@@ -91,8 +106,7 @@ class Conversation:
                 result = item
         assert result is not None
         text = result.text.strip()
-        self._history.append(ChatMessage("user", heard))
-        self._history.append(ChatMessage("assistant", text))
+        self.remember(heard, text)
         first = None if result.first_token_s is None else round(result.first_token_s * 1000, 1)
         return ChatReply(
             child=self.child, heard=heard, reply=text,

@@ -14,7 +14,10 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from companion.asr.whisper import ASRConfig
 from companion.errors import ConfigError
+from companion.vad.endpoint import EndpointConfig
+from companion.voice.config import LoopConfig
 from companion.llm.sampling import SamplingParams
 from companion.llm.session import RuntimeOptions
 
@@ -71,10 +74,31 @@ class ChildrenConfig:
 
 
 @dataclass(frozen=True)
+class TTSConfig:
+    #: Prepared piper voice.
+    voice: str = "piper-en-us-joe-medium"
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    #: Microphone: a device name fragment or index; None = the system default.
+    input_device: str | None = None
+    #: Speaker: a device name fragment or index; None = the system default.
+    output_device: str | None = None
+    #: Keep the child's audio on disk? Never, unless a parent turns this on.
+    save_audio: bool = False
+
+
+@dataclass(frozen=True)
 class CompanionConfig:
     llm: LLMConfig = field(default_factory=LLMConfig)
     persona: PersonaConfig = field(default_factory=PersonaConfig)
     children: ChildrenConfig = field(default_factory=ChildrenConfig)
+    asr: ASRConfig = field(default_factory=ASRConfig)
+    vad: EndpointConfig = field(default_factory=EndpointConfig)
+    tts: TTSConfig = field(default_factory=TTSConfig)
+    voice: LoopConfig = field(default_factory=LoopConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
 
     @classmethod
     def from_dict(cls, data: dict) -> CompanionConfig:

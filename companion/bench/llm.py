@@ -39,7 +39,8 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # KiB on Linux
 
 
-def run(config: CompanionConfig, cache: ModelCache, *, runs: int = 3, max_new_tokens: int = 48) -> dict:
+def run(config: CompanionConfig, cache: ModelCache, *, runs: int = 3, max_new_tokens: int = 48,
+        genai_model: Path | None = None) -> dict:
     prepared = cache.get(config.llm.model)
     system = ChatMessage("system", config.persona.render())
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, repetition_penalty=1.0)
@@ -86,6 +87,7 @@ def run(config: CompanionConfig, cache: ModelCache, *, runs: int = 3, max_new_to
         "rss_mb": round(_peak_rss_mb(), 1),
         "llama_cpp": None,
         "ratio_vs_llama_cpp": None,
+        "onnxruntime_genai": None,
     }
     generator.close()
     gguf = next((p for p in prepared.path.glob("*.gguf")), None)
@@ -94,7 +96,49 @@ def run(config: CompanionConfig, cache: ModelCache, *, runs: int = 3, max_new_to
         if llama is not None:
             figures["llama_cpp"] = llama
             figures["ratio_vs_llama_cpp"] = round(figures["tok_s"] / llama["tok_s"], 2)
+    if genai_model is not None:
+        figures["onnxruntime_genai"] = _genai(genai_model, generator, [system], PROMPTS, runs, max_new_tokens,
+                                              config.llm.threads)
     return figures
+
+
+def _genai(model_dir: Path, generator: Generator, system, prompts, runs: int, max_new_tokens: int,
+           threads: int) -> dict | None:
+    """The same prompts through onnxruntime-genai (a model made by its own builder), for comparison."""
+    try:
+        import onnxruntime_genai as og
+    except ImportError:
+        return None
+    cfg = og.Config(str(model_dir))
+    cfg.clear_providers()
+    model = og.Model(cfg)
+    prompt_ids = [generator.tokenizer.encode_chat([*system, ChatMessage("user", p)]) for p in prompts]
+
+    def one(ids: list[int]) -> tuple[float, float | None]:
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=len(ids) + max_new_tokens, do_sample=False)
+        gen = og.Generator(model, params)
+        t0 = time.perf_counter()
+        gen.append_tokens(ids)
+        first, n = None, 0
+        while not gen.is_done() and n < max_new_tokens:
+            gen.generate_next_token()
+            n += 1
+            if first is None:
+                first = time.perf_counter() - t0
+        total = time.perf_counter() - t0
+        return first * 1000, ((n - 1) / (total - first)) if n > 1 else None
+
+    one(prompt_ids[0])  # warm-up
+    ttft, tok_s = [], []
+    for _ in range(runs):
+        for ids in prompt_ids:
+            f, r = one(ids)
+            ttft.append(f)
+            if r:
+                tok_s.append(r)
+    return {"ttft_ms": round(statistics.median(ttft), 1), "tok_s": round(statistics.median(tok_s), 1),
+            "note": "no prefix cache: the whole prompt is prefilled each time"}
 
 
 def _llama_cpp(gguf: Path, generator: Generator, system, prompts, runs: int, max_new_tokens: int,
@@ -140,4 +184,7 @@ def format_table(figures: dict) -> str:
                      f"ratio onnx/llama.cpp {figures['ratio_vs_llama_cpp']}")
     else:
         lines.append("llama.cpp        not measured (pip install 'companion[bench]' to compare)")
+    if figures["onnxruntime_genai"]:
+        g = figures["onnxruntime_genai"]
+        lines.append(f"onnxruntime-genai {g['tok_s']} tokens/s, TTFT {g['ttft_ms']} ms ({g['note']})")
     return "\n".join(lines)

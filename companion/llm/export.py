@@ -120,8 +120,8 @@ def quantize(model_path: Path, out_path: Path, mode: str, *, block_size: int = 3
         raise ValueError(f"unknown quantisation '{mode}'")
 
 
-def export_llm(source: str, out_dir: Path, *, quantize_mode: str = "int4", work_dir: Path | None = None,
-               allow_hub: bool = False) -> dict:
+def export_llm(source: str, out_dir: Path, *, quantize_mode: str = "int4", block_size: int = 32,
+               work_dir: Path | None = None, allow_hub: bool = False) -> dict:
     """The whole recipe; leaves ``model.onnx`` (+ data) and tokenizer files in ``out_dir``."""
     started = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +131,7 @@ def export_llm(source: str, out_dir: Path, *, quantize_mode: str = "int4", work_
     try:
         checkpoint = load_checkpoint(source, work, allow_hub=allow_hub)
         raw = export_onnx(checkpoint, work / "onnx")
-        quantize(raw, out_dir / "model.onnx", quantize_mode)
+        quantize(raw, out_dir / "model.onnx", quantize_mode, block_size=block_size)
         for name in TOKENIZER_FILES:
             for folder in (work / "onnx", checkpoint):
                 if (folder / name).is_file():
@@ -139,7 +139,7 @@ def export_llm(source: str, out_dir: Path, *, quantize_mode: str = "int4", work_
                     break
         if not (out_dir / "tokenizer.json").is_file():
             raise ValueError("the checkpoint has no fast tokenizer (tokenizer.json); cannot run without transformers")
-        info = {"source": Path(source).name, "quantize": quantize_mode, "export_s": round(time.monotonic() - started, 1)}
+        info = {"source": Path(source).name, "quantize": quantize_mode, "block_size": block_size, "export_s": round(time.monotonic() - started, 1)}
         (out_dir / "export.json").write_text(json.dumps(info, indent=2))
         _log(f"done in {info['export_s']} s")
         return info
@@ -153,16 +153,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", help=".gguf file, checkpoint folder, or hub id (with --allow-hub)")
     parser.add_argument("out", type=Path)
     parser.add_argument("--quantize", choices=("int4", "int8", "none"), default="int4")
+    parser.add_argument("--block-size", type=int, default=32, help="int4 block size")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (several GB)")
     parser.add_argument("--allow-hub", action="store_true")
     args = parser.parse_args(argv)
     if not args.allow_hub:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        export_llm(args.source, args.out, quantize_mode=args.quantize, work_dir=args.work, allow_hub=args.allow_hub)
+        export_llm(args.source, args.out, quantize_mode=args.quantize, block_size=args.block_size,
+                   work_dir=args.work, allow_hub=args.allow_hub)
     except ImportError as err:
         print(f"export dependencies missing ({err}); install with: pip install 'companion[export]'", file=sys.stderr)
         return EXIT_DEPS_MISSING
+    except RuntimeError as err:
+        if "alloc" in str(err).lower() and "memory" in str(err).lower():  # torch's allocator failure
+            print(f"out of memory during export: {err}", file=sys.stderr)
+            return EXIT_OUT_OF_MEMORY
+        raise
     except MemoryError:
         print("out of memory during export", file=sys.stderr)
         return EXIT_OUT_OF_MEMORY

@@ -42,6 +42,8 @@ class Artifact:
 class ConvertRecipe:
     recipe: str = "none"
     quantize: str = "int4"
+    #: int4 block size: 32 is closest to the GGUF Q4_K source; 64 decodes ~20 % faster here.
+    block_size: int = 32
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,10 @@ def parse_manifest(text: str, *, path: Path | None = None) -> ModelManifest:
         raise ModelError(f"{where}: no [[artifacts]]", code=MODEL_MANIFEST_INVALID)
 
     conv = data.get("convert", {})
-    convert = ConvertRecipe(recipe=conv.get("recipe", "none"), quantize=conv.get("quantize", "int4"))
+    convert = ConvertRecipe(recipe=conv.get("recipe", "none"), quantize=conv.get("quantize", "int4"),
+                            block_size=int(conv.get("block_size", 32)))
+    if convert.block_size not in (16, 32, 64, 128, 256):
+        raise ModelError(f"{where}: convert.block_size must be a power of two in 16..256", code=MODEL_MANIFEST_INVALID)
     if convert.recipe not in RECIPES:
         raise ModelError(f"{where}: convert.recipe '{convert.recipe}' is not one of {RECIPES}", code=MODEL_MANIFEST_INVALID)
     if convert.quantize not in QUANTIZATIONS:

@@ -113,13 +113,14 @@ def _assemble(manifest: ModelManifest, files: PackageFiles, staging: Path, progr
 
 def _export_llm(manifest: ModelManifest, staging: Path) -> None:
     run_export(str(staging / manifest.artifacts[0].file), staging, label=manifest.name,
-               quantize=manifest.convert.quantize)
+               quantize=manifest.convert.quantize, block_size=manifest.convert.block_size)
 
 
-def run_export(source: str, staging: Path, *, label: str, quantize: str, allow_hub: bool = False) -> None:
+def run_export(source: str, staging: Path, *, label: str, quantize: str, block_size: int = 32,
+               allow_hub: bool = False) -> None:
     """Run ``companion.llm.export`` in a child process into ``staging/onnx``; map its failures to codes."""
     cmd = [sys.executable, "-m", "companion.llm.export", source, str(staging / "onnx"),
-           "--quantize", quantize, "--work", str(staging / "_work")]
+           "--quantize", quantize, "--block-size", str(block_size), "--work", str(staging / "_work")]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     if allow_hub:
         cmd.append("--allow-hub")

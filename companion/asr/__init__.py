@@ -1,0 +1,1 @@
+"""Speech recognition: faster-whisper on the utterance audio, with the hallucination guard."""

@@ -1,0 +1,115 @@
+"""Reading audio files in chunks (any format PyAV decodes) and writing WAV.
+
+PyAV is already installed as faster-whisper's decoder; it decodes WAV, FLAC, MP3
+and Ogg at any rate and channel count and resamples to 16 kHz mono as it streams,
+so a ten-minute file is never held in memory whole.
+"""
+
+from __future__ import annotations
+
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from companion.audio.frames import PIPELINE_RATE
+from companion.errors import CompanionError
+
+SUPPORTED = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a")
+
+
+class AudioInputError(CompanionError):
+    code = "AUDIO_INPUT_INVALID"
+
+
+def read_chunks(path: Path, *, rate: int = PIPELINE_RATE, chunk_samples: int = 16_000) -> Iterator[np.ndarray]:
+    """Yield float32 mono chunks at ``rate``; coded errors for missing, empty, unsupported, corrupt files."""
+    import av
+
+    if not path.is_file():
+        raise AudioInputError(f"audio file {path} does not exist", code="AUDIO_FILE_NOT_FOUND")
+    if path.stat().st_size == 0:
+        raise AudioInputError(f"audio file {path} is empty (0 bytes)", code="AUDIO_FILE_EMPTY")
+    if path.suffix.lower() not in SUPPORTED:
+        raise AudioInputError(f"{path.name}: unsupported audio type '{path.suffix}'; use one of {', '.join(SUPPORTED)}",
+                              code="AUDIO_FORMAT_UNSUPPORTED")
+    try:
+        container = av.open(str(path))
+    except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as err:
+        raise AudioInputError(f"{path.name} is not a readable audio file: {err}", code="AUDIO_FILE_CORRUPT") from err
+    pending: list[np.ndarray] = []
+    pending_n = 0
+    produced = 0
+    try:
+        if not container.streams.audio:
+            raise AudioInputError(f"{path.name} holds no audio stream", code="AUDIO_FILE_CORRUPT")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        stream = container.streams.audio[0]
+        try:
+            for frame in _decode(container, stream):
+                for out in resampler.resample(frame):
+                    arr = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    pending.append(arr)
+                    pending_n += arr.size
+                    while pending_n >= chunk_samples:
+                        joined = np.concatenate(pending)
+                        yield joined[:chunk_samples]
+                        produced += chunk_samples
+                        rest = joined[chunk_samples:]
+                        pending, pending_n = ([rest] if rest.size else []), rest.size
+            for out in resampler.resample(None):
+                pending.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+        except (av.error.InvalidDataError, av.error.FFmpegError) as err:
+            raise AudioInputError(f"{path.name} is corrupt: {err}", code="AUDIO_FILE_CORRUPT") from err
+        if pending:
+            tail = np.concatenate(pending)
+            if tail.size:
+                produced += tail.size
+                yield tail
+        if produced == 0:
+            raise AudioInputError(f"{path.name} decodes to no audio samples", code="AUDIO_FILE_EMPTY")
+    finally:
+        container.close()
+
+
+def _decode(container, stream):
+    for packet in container.demux(stream):
+        yield from packet.decode()
+
+
+def read_all(path: Path, *, rate: int = PIPELINE_RATE, max_seconds: float = 600.0) -> np.ndarray:
+    """A whole (bounded) file; for tests and short clips."""
+    chunks, total = [], 0
+    for chunk in read_chunks(path, rate=rate):
+        chunks.append(chunk)
+        total += chunk.size
+        if total > max_seconds * rate:
+            raise AudioInputError(f"{path.name} is longer than {max_seconds:.0f} s", code="AUDIO_TOO_LONG")
+    return np.concatenate(chunks)
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
+    """16-bit PCM mono WAV, written to a temp name and renamed so a crash leaves no half file."""
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    tmp = path.with_suffix(path.suffix + ".part")
+    with wave.open(str(tmp), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm.tobytes())
+    tmp.replace(path)
+
+
+def resample(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
+    """Band-limited resampling of a whole clip (PyAV/libswresample)."""
+    if src_rate == dst_rate or samples.size == 0:
+        return samples.astype(np.float32, copy=False)
+    import av
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=dst_rate)
+    frame = av.AudioFrame.from_ndarray(samples.astype(np.float32).reshape(1, -1), format="flt", layout="mono")
+    frame.sample_rate = src_rate
+    out = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    out += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)

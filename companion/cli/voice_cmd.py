@@ -1,0 +1,89 @@
+"""``companion simulate`` (files and generated speech in, WAVs and turns.jsonl out) and ``companion run``."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+from companion.audio.sources import Segment
+from companion.chat import check_child_name
+from companion.config import CompanionConfig, load_config
+from companion.voice.events import TurnRecord
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("simulate", help="run the voice loop on audio files and scripted speech, no microphone")
+    p.add_argument("inputs", nargs="*", type=Path, help="audio files (WAV/FLAC/MP3...), each one or more utterances")
+    p.add_argument("--say", action="append", default=[], help="a child utterance, spoken by the TTS (repeatable)")
+    p.add_argument("--barge-in", action="append", default=[],
+                   help="an utterance spoken over the robot's previous reply, 1 s after it starts talking")
+    p.add_argument("--out", type=Path, required=True, help="folder for turns.jsonl and WAV files")
+    p.add_argument("--child", default=None)
+    p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--echo", type=float, default=0.0, help="mix the robot's own voice into the mic at this gain")
+    p.add_argument("--seed", type=int, default=None)
+    p.set_defaults(func=cmd_simulate)
+
+    r = sub.add_parser("run", help="the robot: live microphone and speaker")
+    r.add_argument("--child", default=None)
+    r.add_argument("--data-dir", type=Path, default=None)
+    r.set_defaults(func=cmd_run)
+
+
+def _config(args) -> CompanionConfig:
+    config = load_config(args.config)
+    if getattr(args, "seed", None) is not None:
+        from dataclasses import replace
+
+        config = replace(config, llm=replace(config.llm, seed=args.seed))
+    return config
+
+
+def print_transcript(records: list[TurnRecord], name: str, file=sys.stdout) -> None:
+    for r in records:
+        t = r.timings
+        cut = " [interrupted]" if r.interrupted else ""
+        print(f"\nchild: {r.heard}\n{name}: {r.reply}{cut}", file=file)
+        print(f"       asr {t.asr_ms} ms | llm first token {t.llm_first_token_ms} ms | "
+              f"tts first chunk {t.tts_first_chunk_ms} ms | ttfa {t.ttfa_ms} ms", file=file)
+    ttfa = [r.timings.ttfa_ms for r in records if r.timings.ttfa_ms is not None]
+    if ttfa:
+        print(f"\n{len(records)} turns; ttfa median {statistics.median(ttfa):.0f} ms, max {max(ttfa):.0f} ms", file=file)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from companion.voice.runtime import load_voice_models
+    from companion.voice.simulate import run_simulation_sync, spoken
+
+    config = _config(args)
+    child = check_child_name(args.child or config.children.default)
+    if not args.inputs and not args.say:
+        from companion.errors import CompanionError
+
+        raise CompanionError("give at least one audio file or --say line", code="SIMULATE_NO_INPUT")
+    for path in args.inputs:  # fail early, with the file's own coded error
+        from companion.audio.files import read_chunks
+
+        next(iter(read_chunks(path, chunk_samples=1600)))
+    models = load_voice_models(config)
+    try:
+        segments = [Segment(path, label=path.name) for path in args.inputs]
+        segments += [Segment(spoken(models, text), label=text) for text in args.say]
+        for text in args.barge_in:
+            segments.append(Segment(spoken(models, text), start="during_reply", gap_s=1.0, label=text))
+        result = run_simulation_sync(models, config, segments, args.out, child=child, echo_gain=args.echo)
+    finally:
+        models.close()
+    print_transcript(result.records, config.persona.name)
+    print(f"\nwrote {args.out}/turns.jsonl, reply-NNN.wav, conversation.wav")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from companion.voice.live import run_live
+
+    config = _config(args)
+    child = check_child_name(args.child or config.children.default)
+    return run_live(config, child)

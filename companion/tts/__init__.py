@@ -1,0 +1,1 @@
+"""Text to speech: speakable text, clause-by-clause splitting of the token stream, piper synthesis."""

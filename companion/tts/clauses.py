@@ -1,0 +1,70 @@
+"""Cutting the model's token stream into speakable pieces as it arrives.
+
+The first piece is flushed at the first clause boundary (a comma is enough) once
+it has a few words, so the robot starts talking early; later pieces wait for a
+sentence end, which sounds more natural, unless they grow long.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(\s|$)")
+_CLAUSE_END = re.compile(r"[,;:—–]\s")
+
+
+@dataclass(frozen=True)
+class ClauseConfig:
+    #: Words the first clause needs before a comma may flush it.
+    first_min_words: int = 3
+    #: A later piece is cut at a comma when it has this many words.
+    long_words: int = 14
+    #: Hard cut for text with no punctuation at all (bounded buffer).
+    max_chars: int = 240
+
+
+class ClauseSplitter:
+    def __init__(self, config: ClauseConfig = ClauseConfig()) -> None:
+        self.config = config
+        self._buf = ""
+        self._emitted = 0
+
+    def push(self, text: str) -> list[str]:
+        self._buf += text
+        out: list[str] = []
+        while True:
+            piece = self._next_piece()
+            if piece is None:
+                break
+            out.append(piece)
+        return out
+
+    def _next_piece(self) -> str | None:
+        buf = self._buf
+        m = _SENTENCE_END.search(buf)
+        cut = m.end() if m else None
+        min_words = self.config.first_min_words if self._emitted == 0 else self.config.long_words
+        for cm in _CLAUSE_END.finditer(buf):
+            if cut is not None and cm.end() >= cut:
+                break
+            if len(buf[: cm.end()].split()) >= min_words:
+                cut = cm.end()
+                break
+        if cut is None and len(buf) >= self.config.max_chars:
+            space = buf.rfind(" ", 0, self.config.max_chars)
+            cut = space + 1 if space > 0 else self.config.max_chars
+        if cut is None:
+            return None
+        piece, self._buf = buf[:cut].strip(), buf[cut:]
+        if not piece:
+            return None
+        self._emitted += 1
+        return piece
+
+    def flush(self) -> list[str]:
+        piece, self._buf = self._buf.strip(), ""
+        if piece:
+            self._emitted += 1
+            return [piece]
+        return []

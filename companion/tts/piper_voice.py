@@ -1,0 +1,49 @@
+"""piper-tts with the prepared voice, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from companion.errors import MODEL_LOAD_FAILED, ModelError
+
+
+@dataclass(frozen=True)
+class Speech:
+    samples: np.ndarray
+    rate: int
+    synth_ms: float
+
+
+class PiperTTS:
+    def __init__(self, voice_dir: Path, *, use_cuda: bool = False) -> None:
+        from piper import PiperVoice
+
+        try:
+            model = next(voice_dir.glob("*.onnx"))
+            self._voice = PiperVoice.load(model, use_cuda=use_cuda)
+        except Exception as err:  # noqa: BLE001
+            raise ModelError(f"cannot load piper voice from {voice_dir}: {err}", code=MODEL_LOAD_FAILED) from err
+        self.rate: int = int(self._voice.config.sample_rate)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts")
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def synthesize_sync(self, text: str) -> Speech:
+        started = time.perf_counter()
+        chunks = [c.audio_float_array for c in self._voice.synthesize(text)]
+        samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+        return Speech(samples, self.rate, round((time.perf_counter() - started) * 1000, 1))
+
+    async def synthesize(self, text: str) -> Speech:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.synthesize_sync, text)
+
+    def warm(self) -> None:
+        self.synthesize_sync("Hi.")

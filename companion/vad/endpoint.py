@@ -1,0 +1,213 @@
+"""Endpointing: turning per-window speech probabilities into onsets and finished utterances.
+
+All times come from sample counts on the stream (first frame's ``t`` plus
+samples / rate), and decisions are made per 32 ms VAD window, so the events are
+the same whatever chunk size the audio arrives in.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from companion.audio.frames import PIPELINE_RATE, AudioFrame
+from companion.vad.silero import WINDOW, SileroVAD
+
+WINDOW_S = WINDOW / PIPELINE_RATE
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """Endpointing settings (times in milliseconds unless named _s)."""
+
+    #: Prepared VAD model (the Silero file faster-whisper ships).
+    model: str = "silero-vad-v6"
+    #: Speech probability at or above which a window is speech.
+    threshold: float = 0.5
+    #: Probability below which a window counts as silence while in speech (hysteresis).
+    neg_threshold: float = 0.35
+    #: Speech this long makes a tentative onset (used to pause the robot's voice at once).
+    onset_ms: int = 64
+    #: Speech this long confirms an utterance has started.
+    min_speech_ms: int = 250
+    #: Before speech is confirmed, a pause this long drops the candidate (shorter dips are syllable gaps).
+    onset_gap_ms: int = 320
+    #: Silence this long after speech ends the utterance.
+    end_silence_ms: int = 480
+    #: Audio kept from before the onset, so the first syllable is not clipped.
+    pre_roll_ms: int = 320
+    #: An utterance longer than this is cut and handed on (a monologue never grows memory unbounded).
+    max_utterance_s: float = 20.0
+
+    def windows(self, ms: float) -> int:
+        return max(1, int(round(ms / 1000 / WINDOW_S)))
+
+
+@dataclass(frozen=True)
+class SpeechOnset:
+    """Speech may have started (tentative; ``confirmed`` events follow for real speech)."""
+
+    t: float
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    """Speech confirmed (min_speech_ms of it); ``t`` is when it began."""
+
+    t: float
+
+
+@dataclass(frozen=True)
+class SpeechRejected:
+    """A tentative onset that did not become speech (a click, a cough)."""
+
+    t: float
+
+
+@dataclass(frozen=True, eq=False)
+class Utterance:
+    """What the child said, as 16 kHz audio with pre-roll."""
+
+    audio: np.ndarray
+    #: Time of audio[0] on the session clock.
+    t_audio: float
+    speech_start: float
+    #: End of the last window that was speech.
+    speech_end: float
+    #: True when cut at max_utterance_s rather than ended by silence.
+    forced: bool = False
+
+    @property
+    def duration(self) -> float:
+        return self.speech_end - self.speech_start
+
+
+@dataclass(frozen=True)
+class UtteranceEnded:
+    utterance: Utterance
+
+
+EndpointEvent = SpeechOnset | SpeechStarted | SpeechRejected | UtteranceEnded
+
+
+class Endpointer:
+    """Feeds frames to the VAD and emits endpoint events; one per audio stream."""
+
+    def __init__(self, vad: SileroVAD, config: EndpointConfig = EndpointConfig()) -> None:
+        self._vad = vad
+        self.config = config
+        self._onset_n = config.windows(config.onset_ms)
+        self._min_n = max(self._onset_n, config.windows(config.min_speech_ms))
+        self._end_n = config.windows(config.end_silence_ms)
+        self._gap_n = config.windows(config.onset_gap_ms)
+        self._max_n = max(self._min_n + 1, int(config.max_utterance_s / WINDOW_S))
+        self._pre_roll: deque[np.ndarray] = deque(maxlen=config.windows(config.pre_roll_ms))
+        self._t0: float | None = None
+        self._window_index = 0  # index of the next window the VAD will score
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._reset_run()
+
+    def _reset_run(self) -> None:
+        self._in_speech = False
+        self._candidate: list[np.ndarray] = []
+        self._candidate_start = 0
+        self._candidate_gap = 0
+        self._voiced = 0
+        self._onset_sent = False
+        self._speech: list[np.ndarray] = []
+        self._speech_start = 0
+        self._audio_start = 0
+        self._silence_run = 0
+        self._last_voiced = 0
+
+    @property
+    def in_speech(self) -> bool:
+        return self._in_speech
+
+    def _time(self, window_index: int) -> float:
+        assert self._t0 is not None
+        return self._t0 + window_index * WINDOW_S
+
+    def push(self, frame: AudioFrame) -> list[EndpointEvent]:
+        if frame.rate != PIPELINE_RATE:
+            raise ValueError(f"endpointer needs {PIPELINE_RATE} Hz audio, got {frame.rate}")
+        if self._t0 is None:
+            self._t0 = frame.t
+        events: list[EndpointEvent] = []
+        buf = np.concatenate([self._pending, frame.samples])
+        n = buf.size // WINDOW
+        self._pending = buf[n * WINDOW:].copy()
+        probs = self._vad.push(buf[: n * WINDOW]) if n else []
+        for i, prob in enumerate(probs):
+            self._step(buf[i * WINDOW:(i + 1) * WINDOW], prob, events)
+            self._window_index += 1
+        return events
+
+    def _step(self, window: np.ndarray, prob: float, events: list[EndpointEvent]) -> None:
+        idx = self._window_index
+        c = self.config
+        if not self._in_speech:
+            if prob >= c.threshold or (self._candidate and prob >= c.neg_threshold):
+                if not self._candidate:
+                    self._candidate_start = idx
+                    self._voiced = 0
+                self._candidate.append(window)
+                self._candidate_gap = 0
+                self._voiced += prob >= c.threshold
+                if self._voiced >= self._onset_n and not self._onset_sent:
+                    self._onset_sent = True
+                    events.append(SpeechOnset(self._time(self._candidate_start)))
+                if self._voiced >= self._min_n:
+                    self._in_speech = True
+                    self._speech_start = self._candidate_start
+                    self._audio_start = self._candidate_start - len(self._pre_roll)
+                    self._speech = [*self._pre_roll, *self._candidate]
+                    self._pre_roll.clear()
+                    self._candidate = []
+                    self._last_voiced = idx
+                    events.append(SpeechStarted(self._time(self._speech_start)))
+                return
+            if self._candidate:
+                # Short dips between syllables do not end a candidate; a real pause does.
+                self._candidate.append(window)
+                self._candidate_gap += 1
+                if self._candidate_gap < self._gap_n:
+                    return
+                if self._onset_sent:
+                    events.append(SpeechRejected(self._time(self._candidate_start)))
+                self._pre_roll.extend(self._candidate)
+                self._candidate = []
+                self._onset_sent = False
+                return
+            self._pre_roll.append(window)
+            return
+        # In speech.
+        self._speech.append(window)
+        if prob < c.neg_threshold:
+            self._silence_run += 1
+        else:
+            self._silence_run = 0
+            if prob >= c.threshold:
+                self._last_voiced = idx
+        if self._silence_run >= self._end_n:
+            events.append(self._finish(forced=False))
+        elif len(self._speech) >= self._max_n:
+            events.append(self._finish(forced=True))
+            # The child is still talking: the next piece starts right here.
+            self._in_speech = True
+            self._speech_start = self._audio_start = idx + 1
+            self._last_voiced = idx + 1
+            self._onset_sent = True
+
+    def _finish(self, *, forced: bool) -> UtteranceEnded:
+        end_index = (self._window_index + 1) if forced else (self._last_voiced + 1)
+        audio = np.concatenate(self._speech)
+        keep = (end_index - self._audio_start) * WINDOW if not forced else audio.size
+        utt = Utterance(audio=audio[:keep], t_audio=self._time(self._audio_start),
+                        speech_start=self._time(self._speech_start), speech_end=self._time(end_index), forced=forced)
+        trailing = self._speech[-self._pre_roll.maxlen:] if not forced and self._pre_roll.maxlen else []
+        self._reset_run()
+        self._pre_roll.extend(trailing)
+        return UtteranceEnded(utt)

@@ -1,0 +1,19 @@
+"""Settings of the voice loop (kept apart so the typed config can import them without the loop)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    #: Peak correlation with our own playback above which a speech onset is our echo.
+    echo_correlation: float = 0.6
+    #: After the robot stops, a transcript repeating its words this soon is echo.
+    echo_tail_s: float = 1.5
+    #: Clauses waiting for synthesis (bounded; the LLM waits when it is full).
+    clause_queue: int = 8
+    #: Longest speech sent to ASR as one turn (carried-over pieces included).
+    max_heard_s: float = 60.0
+    #: Microphone history kept for echo checks (seconds).
+    mic_history_s: float = 2.0

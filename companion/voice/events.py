@@ -1,0 +1,116 @@
+"""Frozen events the loop emits at every step, and the record of a whole turn."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import IntEnum
+
+
+class LoopState(IntEnum):
+    LISTENING = 0
+    HEARING = 1
+    THINKING = 2
+    SPEAKING = 3
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    state: LoopState
+    t: float
+
+
+@dataclass(frozen=True)
+class SpeechDetected:
+    t: float
+
+
+@dataclass(frozen=True)
+class UtteranceCaptured:
+    speech_start: float
+    speech_end: float
+    forced: bool
+    t: float
+
+
+@dataclass(frozen=True)
+class Transcribed:
+    text: str
+    asr_ms: float
+    t: float
+
+
+@dataclass(frozen=True)
+class TurnDropped:
+    """A captured utterance that is not a child's words to answer (noise, hallucination, our own echo)."""
+
+    reason: str
+    text: str
+    t: float
+
+
+@dataclass(frozen=True)
+class FirstToken:
+    ms: float
+    t: float
+
+
+@dataclass(frozen=True)
+class ClauseSpoken:
+    text: str
+    t: float
+
+
+@dataclass(frozen=True)
+class BargeIn:
+    """The child spoke over the robot: playback cut at ``cut_t``, speech began at ``onset_t``."""
+
+    onset_t: float
+    cut_t: float
+
+
+@dataclass(frozen=True)
+class EchoIgnored:
+    similarity: float
+    t: float
+
+
+@dataclass(frozen=True)
+class TurnFailed:
+    code: str
+    message: str
+    t: float
+
+
+@dataclass(frozen=True)
+class TurnTimings:
+    #: End of the child's speech on the session clock (seconds).
+    speech_end: float
+    asr_ms: float
+    llm_first_token_ms: float | None
+    tts_first_chunk_ms: float | None
+    #: End of the child's speech -> first reply sample leaves for the speaker.
+    ttfa_ms: float | None
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    index: int
+    child: str
+    heard: str
+    #: What was actually spoken (cut short when the child interrupted).
+    reply: str
+    interrupted: bool
+    timings: TurnTimings
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TurnCompleted:
+    record: TurnRecord
+    t: float
+
+
+LoopEvent = (StateChanged | SpeechDetected | UtteranceCaptured | Transcribed | TurnDropped | FirstToken
+             | ClauseSpoken | BargeIn | EchoIgnored | TurnFailed | TurnCompleted)

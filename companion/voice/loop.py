@@ -1,0 +1,298 @@
+"""The voice loop: one asyncio task reads audio, turns run as their own tasks.
+
+    listening -> hearing (VAD onset) -> thinking (utterance ended: ASR, LLM)
+              -> speaking (first clause synthesised and playing) -> listening
+
+The LLM's tokens are cut into clauses as they arrive; each clause is synthesised
+and queued for playback while the model keeps writing. When the child speaks
+over the robot (and it is not the robot's own echo), playback stops at once,
+generation is cancelled and what was actually said is remembered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from companion.asr.whisper import WhisperASR
+from companion.audio.frames import AudioFrame
+from companion.audio.sinks import Player
+from companion.chat import Conversation
+from companion.errors import CompanionError
+from companion.llm.generate import TokenEvent
+from companion.tts.clauses import ClauseSplitter
+from companion.tts.piper_voice import PiperTTS
+from companion.tts.speakable import speakable
+from companion.vad.endpoint import (
+    Endpointer,
+    SpeechOnset,
+    SpeechRejected,
+    SpeechStarted,
+    Utterance,
+    UtteranceEnded,
+)
+from companion.voice.config import LoopConfig
+from companion.voice.echo import echo_similarity, repeats_robot
+from companion.voice.events import (
+    BargeIn,
+    ClauseSpoken,
+    EchoIgnored,
+    FirstToken,
+    LoopEvent,
+    LoopState,
+    SpeechDetected,
+    StateChanged,
+    Transcribed,
+    TurnCompleted,
+    TurnDropped,
+    TurnFailed,
+    TurnRecord,
+    TurnTimings,
+    UtteranceCaptured,
+)
+
+log = logging.getLogger(__name__)
+
+#: What the robot says when a turn fails inside (the loop goes on listening).
+OOPS = "Oops, my thoughts got tangled. Can you say that again?"
+
+
+class VoiceLoop:
+    def __init__(self, *, endpointer: Endpointer, asr: WhisperASR, conversation: Conversation, tts: PiperTTS,
+                 player: Player, config: LoopConfig = LoopConfig(),
+                 on_event: Callable[[LoopEvent], None] | None = None) -> None:
+        self.endpointer = endpointer
+        self.asr = asr
+        self.conversation = conversation
+        self.tts = tts
+        self.player = player
+        self.config = config
+        self._on_event = on_event
+        self.state = LoopState.LISTENING
+        self.records: list[TurnRecord] = []
+        self.events: deque[LoopEvent] = deque(maxlen=10_000)
+        self._turn: asyncio.Task | None = None
+        self._mic: deque[AudioFrame] = deque(maxlen=int(config.mic_history_s / 0.01))
+        self._echo_run = False
+        self._last_said = ""
+        self._last_spoke_end = -1e9
+        self._turn_index = 0
+        #: Speech of a turn the child talked over before the robot said anything: it is heard
+        #: again together with what follows (a child pausing mid-sentence is one utterance).
+        self._carry: Utterance | None = None
+        self._spoke = False
+
+    # -- observation -----------------------------------------------------------------
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _emit(self, event: LoopEvent) -> None:
+        self.events.append(event)
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def _set_state(self, state: LoopState) -> None:
+        if state != self.state:
+            self.state = state
+            self._emit(StateChanged(state, self._now()))
+
+    def is_idle(self) -> bool:
+        """Listening, with no turn in progress and no speech being heard (for turn-taking sources)."""
+        return self.state == LoopState.LISTENING and self._turn is None and not self.player.speaking
+
+    # -- main loop ---------------------------------------------------------------------
+    async def run(self, frames: AsyncIterator[AudioFrame]) -> list[TurnRecord]:
+        try:
+            async for frame in frames:
+                self._mic.append(frame)
+                for event in self.endpointer.push(frame):
+                    self._on_endpoint(event)
+            if self._turn is not None:
+                await asyncio.gather(self._turn, return_exceptions=True)
+            await self.player.drain()
+        finally:
+            if self._turn is not None and not self._turn.done():
+                self._turn.cancel()
+                await asyncio.gather(self._turn, return_exceptions=True)
+        return self.records
+
+    def _robot_busy(self) -> bool:
+        return self._turn is not None and not self._turn.done()
+
+    def _on_endpoint(self, event) -> None:
+        now = self._now()
+        if isinstance(event, SpeechOnset):
+            if self.player.speaking:
+                mic = self._mic_since(event.t - 0.03)
+                similarity = echo_similarity(mic, event.t - 0.03, self.player)
+                if similarity >= self.config.echo_correlation:
+                    self._echo_run = True
+                    self._emit(EchoIgnored(round(similarity, 3), now))
+                    return
+                self._barge_in(event.t)
+            elif self._robot_busy():
+                self._barge_in(event.t)  # the child goes on talking before the robot answered
+            self._echo_run = False
+            self._set_state(LoopState.HEARING)
+        elif isinstance(event, SpeechStarted):
+            if not self._echo_run:
+                self._emit(SpeechDetected(event.t))
+        elif isinstance(event, SpeechRejected):
+            self._echo_run = False
+            if self.state == LoopState.HEARING and not self._robot_busy():
+                self._set_state(LoopState.LISTENING)
+        elif isinstance(event, UtteranceEnded):
+            utt = event.utterance
+            self._emit(UtteranceCaptured(utt.speech_start, utt.speech_end, utt.forced, now))
+            if self._echo_run:
+                self._echo_run = False
+                self._emit(TurnDropped("echo", "", now))
+                if not self._robot_busy():
+                    self._set_state(LoopState.LISTENING)
+                return
+            self._turn = asyncio.get_running_loop().create_task(self._run_turn(utt), name="turn")
+
+    def _mic_since(self, t: float) -> np.ndarray:
+        parts = [f.samples for f in self._mic if f.end > t]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+    def _barge_in(self, onset_t: float) -> None:
+        self.player.stop()
+        self._emit(BargeIn(onset_t, self._now()))
+        if self._turn is not None and not self._turn.done():
+            self._turn.cancel()
+
+    # -- one turn --------------------------------------------------------------------
+    def _merge_carry(self, utt: Utterance) -> Utterance:
+        carry, self._carry = self._carry, None
+        if carry is None:
+            return utt
+        gap = np.zeros(int(0.3 * 16_000), dtype=np.float32)
+        audio = np.concatenate([carry.audio, gap, utt.audio])
+        limit = int(self.config.max_heard_s * 16_000)
+        return Utterance(audio=audio[-limit:], t_audio=carry.t_audio, speech_start=carry.speech_start,
+                         speech_end=utt.speech_end, forced=utt.forced)
+
+    async def _run_turn(self, utt: Utterance) -> None:
+        utt = self._merge_carry(utt)
+        self._spoke = False
+        try:
+            await self._turn_body(utt)
+        except asyncio.CancelledError:
+            if not self._spoke:
+                self._carry = utt
+            raise
+        except CompanionError as err:
+            log.error("[%s] turn failed: %s", err.code, err.message)
+            self._emit(TurnFailed(err.code, err.message, self._now()))
+            await self._say_oops()
+        except Exception as err:  # noqa: BLE001 - one bad turn must not end the robot
+            log.exception("[TURN_FAILED] unexpected error in a turn")
+            self._emit(TurnFailed("TURN_FAILED", repr(err), self._now()))
+            await self._say_oops()
+        finally:
+            if asyncio.current_task() is self._turn:
+                self._turn = None
+            if not self.endpointer.in_speech:
+                self._set_state(LoopState.LISTENING)
+
+    async def _say_oops(self) -> None:
+        try:
+            speech = await self.tts.synthesize(OOPS)
+            self.player.enqueue(speech.samples, speech.rate, tag=-1)
+            await self.player.drain()
+        except Exception:  # noqa: BLE001
+            log.exception("[TTS_FAILED] could not even say the oops line")
+
+    async def _turn_body(self, utt: Utterance) -> None:
+        self._set_state(LoopState.THINKING)
+        speech_ratio = utt.duration / max(1e-6, len(utt.audio) / 16_000)
+        transcript = await self.asr.transcribe(utt.audio, speech_ratio=speech_ratio)
+        now = self._now()
+        if transcript.rejected:
+            self._emit(TurnDropped(transcript.rejected, transcript.text, now))
+            return
+        if utt.speech_start - self._last_spoke_end < self.config.echo_tail_s and repeats_robot(
+                transcript.text, self._last_said):
+            self._emit(TurnDropped("echo", transcript.text, now))
+            return
+        self._emit(Transcribed(transcript.text, transcript.asr_ms, now))
+        turn = _Turn(heard=transcript.text, utt=utt, asr_ms=transcript.asr_ms, asr_done=now)
+        try:
+            await asyncio.gather(self._think(turn), self._speak(turn))
+        except asyncio.CancelledError:
+            if self._spoke:  # cut short: remember what was actually said
+                self._record(turn, interrupted=True)
+            raise
+        self._record(turn, interrupted=False)
+
+    async def _think(self, turn: _Turn) -> None:
+        splitter = ClauseSplitter()
+        async for item in self.conversation.stream(turn.heard):
+            if isinstance(item, TokenEvent):
+                if turn.first_token_ms is None:
+                    turn.first_token_ms = round((self._now() - turn.asr_done) * 1000, 1)
+                    self._emit(FirstToken(turn.first_token_ms, self._now()))
+                for piece in splitter.push(item.text):
+                    await turn.clauses.put(piece)
+        for piece in splitter.flush():
+            await turn.clauses.put(piece)
+        await turn.clauses.put(None)
+
+    async def _speak(self, turn: _Turn) -> None:
+        tag = self._turn_index + 1
+        while (piece := await turn.clauses.get()) is not None:
+            text = speakable(piece)
+            if not text:
+                continue
+            speech = await self.tts.synthesize(text)
+            if turn.tts_first_ms is None:
+                turn.tts_first_ms = speech.synth_ms
+            self.player.enqueue(speech.samples, speech.rate, tag=tag, on_start=self._on_clause_start(turn, piece))
+        await self.player.drain()
+
+    def _on_clause_start(self, turn: _Turn, piece: str) -> Callable[[float], None]:
+        def on_start(t: float) -> None:
+            if turn.first_audio_t is None:
+                turn.first_audio_t = t
+                self._spoke = True
+                self._set_state(LoopState.SPEAKING)
+            turn.said.append(piece)
+            self._emit(ClauseSpoken(piece, t))
+        return on_start
+
+    def _record(self, turn: _Turn, *, interrupted: bool) -> None:
+        self._turn_index += 1
+        reply = " ".join(turn.said)
+        self.conversation.remember(turn.heard, reply)
+        self._last_said = reply
+        self._last_spoke_end = self._now()
+        ttfa = None if turn.first_audio_t is None else round((turn.first_audio_t - turn.utt.speech_end) * 1000, 1)
+        record = TurnRecord(
+            index=self._turn_index, child=self.conversation.child, heard=turn.heard, reply=reply,
+            interrupted=interrupted,
+            timings=TurnTimings(speech_end=round(turn.utt.speech_end, 3), asr_ms=turn.asr_ms,
+                                llm_first_token_ms=turn.first_token_ms, tts_first_chunk_ms=turn.tts_first_ms,
+                                ttfa_ms=ttfa))
+        self.records.append(record)
+        self._emit(TurnCompleted(record, self._now()))
+
+
+@dataclass
+class _Turn:
+    """Progress of the turn being answered (mutable, private to one turn task)."""
+
+    heard: str
+    utt: Utterance
+    asr_ms: float
+    asr_done: float
+    first_token_ms: float | None = None
+    tts_first_ms: float | None = None
+    first_audio_t: float | None = None
+    said: list[str] = field(default_factory=list)
+    clauses: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=8))

@@ -1,0 +1,63 @@
+"""Loading the voice pipeline's models once, warmed up, from the model cache."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from companion.asr.whisper import WhisperASR
+from companion.audio.sinks import Player
+from companion.chat import Conversation, load_generator
+from companion.config import CompanionConfig
+from companion.llm.generate import Generator
+from companion.models.cache import ModelCache
+from companion.paths import models_cache_dir
+from companion.tts.piper_voice import PiperTTS
+from companion.vad.endpoint import Endpointer
+from companion.vad.silero import SileroVAD
+from companion.voice.events import LoopEvent
+from companion.voice.loop import VoiceLoop
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VoiceModels:
+    generator: Generator
+    asr: WhisperASR
+    tts: PiperTTS
+    vad_path: Path
+    load_s: float
+
+    def close(self) -> None:
+        self.generator.close()
+        self.asr.close()
+        self.tts.close()
+
+
+def load_voice_models(config: CompanionConfig, cache: ModelCache | None = None) -> VoiceModels:
+    """Every model the loop needs, loaded and run once so the first turn is not slower than the rest."""
+    cache = cache or ModelCache(models_cache_dir())
+    started = time.perf_counter()
+    vad_path = cache.get(config.vad.model).path / "silero_vad_v6.onnx"
+    asr = WhisperASR(cache.get(config.asr.model).path, config.asr)
+    tts = PiperTTS(cache.get(config.tts.voice).path)
+    generator = load_generator(config, cache)
+    asr.warm()
+    tts.warm()
+    load_s = time.perf_counter() - started
+    log.info("voice models loaded and warm in %.1f s", load_s)
+    return VoiceModels(generator, asr, tts, vad_path, load_s)
+
+
+def new_loop(models: VoiceModels, config: CompanionConfig, child: str, player: Player,
+             on_event=None) -> VoiceLoop:
+    """A fresh loop (fresh VAD state, fresh conversation) over already loaded models."""
+    endpointer = Endpointer(SileroVAD(models.vad_path), config.vad)
+    conversation = Conversation(models.generator, config, child)
+    return VoiceLoop(endpointer=endpointer, asr=models.asr, conversation=conversation, tts=models.tts,
+                     player=player, config=config.voice, on_event=on_event)
+
+
