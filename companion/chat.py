@@ -126,8 +126,11 @@ class TurnLog:
         self.path = data_dir / "children" / check_child_name(child) / "turns.jsonl"
 
     def append(self, reply: ChatReply) -> None:
+        self.append_json(reply.to_json())
+
+    def append_json(self, record: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **reply.to_json()}, ensure_ascii=False)
+        line = json.dumps({"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record}, ensure_ascii=False)
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()

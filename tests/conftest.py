@@ -82,3 +82,33 @@ def offline_env(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     return dict(os.environ)
+
+
+SILERO = None
+
+
+def silero_path() -> Path:
+    """The Silero VAD file inside the installed faster-whisper (no model cache needed)."""
+    import faster_whisper
+
+    return Path(faster_whisper.__file__).parent / "assets" / "silero_vad_v6.onnx"
+
+
+@pytest.fixture(scope="session")
+def voice_config():
+    from dataclasses import replace
+
+    from companion.config import load_config
+    from companion.paths import configs_dir
+
+    config = load_config(configs_dir() / "companion.toml")
+    return replace(config, llm=replace(config.llm, seed=1))
+
+
+@pytest.fixture(scope="session")
+def voice_models(real_cache, voice_config):
+    from companion.voice.runtime import load_voice_models
+
+    models = load_voice_models(voice_config, real_cache)
+    yield models
+    models.close()

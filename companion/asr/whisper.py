@@ -78,6 +78,8 @@ class WhisperASR:
         segments, _info = self._model.transcribe(
             audio.astype(np.float32, copy=False), language=c.language, beam_size=c.beam_size, vad_filter=False,
             condition_on_previous_text=False, without_timestamps=True, temperature=0.0,
+            # Our own guard below decides on no-speech, with the whole transcript in view.
+            no_speech_threshold=None, log_prob_threshold=None,
         )
         segments = list(segments)
         text = " ".join(s.text.strip() for s in segments).strip()

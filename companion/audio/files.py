@@ -68,7 +68,10 @@ def read_chunks(path: Path, *, rate: int = PIPELINE_RATE, chunk_samples: int = 1
                 produced += tail.size
                 yield tail
         if produced == 0:
-            raise AudioInputError(f"{path.name} decodes to no audio samples", code="AUDIO_FILE_EMPTY")
+            # A header with no samples is an empty recording; kilobytes that decode to nothing are damage.
+            if path.stat().st_size <= 1024:
+                raise AudioInputError(f"{path.name} holds no audio samples", code="AUDIO_FILE_EMPTY")
+            raise AudioInputError(f"{path.name} holds no decodable audio", code="AUDIO_FILE_CORRUPT")
     finally:
         container.close()
 

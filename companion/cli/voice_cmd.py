@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from companion.audio.sources import Segment
-from companion.chat import check_child_name
+from companion.chat import TurnLog, check_child_name
+from companion.paths import default_data_dir
 from companion.config import CompanionConfig, load_config
 from companion.voice.events import TurnRecord
 
@@ -73,7 +74,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         segments += [Segment(spoken(models, text), label=text) for text in args.say]
         for text in args.barge_in:
             segments.append(Segment(spoken(models, text), start="during_reply", gap_s=1.0, label=text))
-        result = run_simulation_sync(models, config, segments, args.out, child=child, echo_gain=args.echo)
+        result = run_simulation_sync(models, config, segments, args.out, child=child, echo_gain=args.echo,
+                                     turn_log=TurnLog(args.data_dir or default_data_dir(), child))
     finally:
         models.close()
     print_transcript(result.records, config.persona.name)
@@ -86,4 +88,4 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _config(args)
     child = check_child_name(args.child or config.children.default)
-    return run_live(config, child)
+    return run_live(config, child, TurnLog(args.data_dir or default_data_dir(), child))

@@ -69,6 +69,13 @@ class BargeIn:
 
 
 @dataclass(frozen=True)
+class ReplyCancelled:
+    """Generation and speech of a reply were stopped (the child spoke)."""
+
+    t: float
+
+
+@dataclass(frozen=True)
 class EchoIgnored:
     similarity: float
     t: float
@@ -113,4 +120,4 @@ class TurnCompleted:
 
 
 LoopEvent = (StateChanged | SpeechDetected | UtteranceCaptured | Transcribed | TurnDropped | FirstToken
-             | ClauseSpoken | BargeIn | EchoIgnored | TurnFailed | TurnCompleted)
+             | ClauseSpoken | BargeIn | ReplyCancelled | EchoIgnored | TurnFailed | TurnCompleted)

@@ -45,6 +45,7 @@ from companion.voice.events import (
     FirstToken,
     LoopEvent,
     LoopState,
+    ReplyCancelled,
     SpeechDetected,
     StateChanged,
     Transcribed,
@@ -226,6 +227,7 @@ class VoiceLoop:
         try:
             await asyncio.gather(self._think(turn), self._speak(turn))
         except asyncio.CancelledError:
+            self._emit(ReplyCancelled(self._now()))
             if self._spoke:  # cut short: remember what was actually said
                 self._record(turn, interrupted=True)
             raise

@@ -14,7 +14,7 @@ from companion.audio.frames import PIPELINE_RATE, AudioFrame
 from companion.audio.sinks import PlayedBlock, SimulatedSpeaker
 from companion.audio.sources import Segment, SimulatedMicrophone, SimulationLog
 from companion.config import CompanionConfig
-from companion.voice.events import LoopEvent, TurnRecord
+from companion.voice.events import LoopEvent, TurnCompleted, TurnRecord
 from companion.voice.runtime import VoiceModels, new_loop
 
 #: A simulated run records at most this much audio (bounded memory).
@@ -71,14 +71,22 @@ def spoken(models: VoiceModels, text: str) -> np.ndarray:
 
 
 async def run_simulation(models: VoiceModels, config: CompanionConfig, segments: list[Segment], out_dir: Path, *,
-                         child: str, echo_gain: float = 0.0, noise_floor: float = 0.0) -> SimulationResult:
+                         child: str, echo_gain: float = 0.0, noise_floor: float = 0.0,
+                         realtime: bool = True, turn_log=None) -> SimulationResult:
+    """Run the loop over ``segments``; ``turn_log`` (a chat.TurnLog) also gets every turn, as chat does."""
     out_dir.mkdir(parents=True, exist_ok=True)
     recording = Recording()
     player = SimulatedSpeaker(models.tts.rate, on_block=recording.add_played)
     events: list[LoopEvent] = []
-    loop = new_loop(models, config, child, player, on_event=events.append)
+
+    def on_event(event: LoopEvent) -> None:
+        events.append(event)
+        if turn_log is not None and isinstance(event, TurnCompleted):
+            turn_log.append_json(event.record.to_json())
+
+    loop = new_loop(models, config, child, player, on_event=on_event)
     mic = SimulatedMicrophone(segments, idle=loop.is_idle, player=player, echo_gain=echo_gain,
-                              noise_floor=noise_floor)
+                              noise_floor=noise_floor, realtime=realtime)
 
     async def frames():
         async for frame in mic.frames():

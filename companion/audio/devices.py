@@ -1,0 +1,161 @@
+"""Real sound devices through sounddevice (PortAudio): a microphone source and a speaker player.
+
+The PortAudio callbacks do nothing but hand samples to the event loop
+(``call_soon_threadsafe``) or take the next block from a bounded deque.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+from companion.audio.frames import PIPELINE_RATE, AudioFrame
+from companion.audio.sinks import Player
+from companion.errors import CompanionError
+
+log = logging.getLogger(__name__)
+
+
+class AudioDeviceError(CompanionError):
+    code = "AUDIO_DEVICE_ERROR"
+
+
+def sounddevice():
+    try:
+        import sounddevice as sd
+    except OSError as err:
+        raise AudioDeviceError(f"the PortAudio library is missing ({err}); on Debian/Raspberry Pi OS: "
+                               f"sudo apt install libportaudio2", code="AUDIO_BACKEND_MISSING") from err
+    return sd
+
+
+def find_device(devices: list[dict], hint: str | int | None, kind: str, default: int | None) -> int:
+    """Index of the device matching ``hint`` (index or name fragment) with ``kind`` channels, else the default."""
+    key = "max_input_channels" if kind == "input" else "max_output_channels"
+    usable = [(i, d) for i, d in enumerate(devices) if d.get(key, 0) > 0]
+    names = ", ".join(f"{i}: {d['name']}" for i, d in usable) or "none"
+    if hint is None or hint == "":
+        if default is not None and default >= 0 and any(i == default for i, _ in usable):
+            return default
+        if usable:
+            return usable[0][0]
+        code = "AUDIO_NO_MICROPHONE" if kind == "input" else "AUDIO_NO_SPEAKER"
+        raise AudioDeviceError(f"no {kind} sound device found; available: {names}", code=code)
+    if isinstance(hint, int) or str(hint).isdigit():
+        idx = int(hint)
+        if any(i == idx for i, _ in usable):
+            return idx
+    else:
+        for i, d in usable:
+            if str(hint).lower() in d["name"].lower():
+                return i
+    raise AudioDeviceError(f"{kind} device {hint!r} not found; available: {names}", code="AUDIO_DEVICE_NOT_FOUND")
+
+
+class MicrophoneSource:
+    """16 kHz mono frames from a sound card; overflows are counted, never silently ignored."""
+
+    def __init__(self, device: int, *, block_s: float = 0.02, max_queued: int = 250) -> None:
+        self.device = device
+        self.block_s = block_s
+        self.max_queued = max_queued  # 5 s at 20 ms: the bound on audio waiting for the loop
+        self.overflows = 0
+
+    async def frames(self) -> AsyncIterator[AudioFrame]:
+        sd = sounddevice()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[np.ndarray] = asyncio.Queue()
+        info = sd.query_devices(self.device, "input")
+        rate = PIPELINE_RATE
+        try:
+            sd.check_input_settings(device=self.device, samplerate=PIPELINE_RATE, channels=1, dtype="float32")
+        except Exception:  # noqa: BLE001 - the device cannot do 16 kHz: record at its own rate, resample
+            rate = int(info["default_samplerate"])
+
+        def put(samples: np.ndarray) -> None:
+            if queue.qsize() >= self.max_queued:
+                queue.get_nowait()
+                self.overflows += 1
+            queue.put_nowait(samples)
+
+        def callback(indata, _frames, _time, status) -> None:
+            if status.input_overflow:
+                self.overflows += 1
+            loop.call_soon_threadsafe(put, indata[:, 0].copy())
+
+        resampler = None
+        if rate != PIPELINE_RATE:
+            import av
+
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=PIPELINE_RATE)
+        sent = 0
+        t0 = None
+        try:
+            stream = sd.InputStream(device=self.device, samplerate=rate, channels=1, dtype="float32",
+                                    blocksize=int(rate * self.block_s), callback=callback)
+        except Exception as err:  # noqa: BLE001
+            raise AudioDeviceError(f"cannot open microphone {info['name']!r}: {err}", code="AUDIO_INPUT_FAILED") from err
+        with stream:
+            while True:
+                samples = await queue.get()
+                if resampler is not None:
+                    import av
+
+                    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
+                    frame.sample_rate = rate
+                    parts = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+                    samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+                if samples.size == 0:
+                    continue
+                if t0 is None:
+                    t0 = loop.time() - samples.size / PIPELINE_RATE
+                yield AudioFrame.of(samples, PIPELINE_RATE, t0 + sent / PIPELINE_RATE)
+                sent += samples.size
+
+
+class SpeakerPlayer(Player):
+    """Plays through a sound card; the device callback takes blocks from a short bounded deque."""
+
+    def __init__(self, device: int, rate: int, **kwargs) -> None:
+        super().__init__(rate, **kwargs)
+        sd = sounddevice()
+        self._blocks: deque[np.ndarray] = deque(maxlen=50)
+        self._current = np.zeros(0, dtype=np.float32)
+        try:
+            self._stream = sd.OutputStream(device=device, samplerate=rate, channels=1, dtype="float32",
+                                           callback=self._callback)
+            self._stream.start()
+        except Exception as err:  # noqa: BLE001
+            raise AudioDeviceError(f"cannot open speaker {device}: {err}", code="AUDIO_OUTPUT_FAILED") from err
+
+    def _callback(self, outdata, frames, _time, status) -> None:
+        if status.output_underflow:
+            log.debug("output underflow")
+        out = outdata[:, 0]
+        filled = 0
+        while filled < frames:
+            if self._current.size == 0:
+                if not self._blocks:
+                    break
+                self._current = self._blocks.popleft()
+            n = min(frames - filled, self._current.size)
+            out[filled:filled + n] = self._current[:n]
+            self._current = self._current[n:]
+            filled += n
+        out[filled:] = 0.0
+
+    def _write_device(self, block: np.ndarray) -> None:
+        self._blocks.append(block)
+
+    def _halt_device(self) -> None:
+        self._blocks.clear()
+        self._current = np.zeros(0, dtype=np.float32)
+
+    async def close(self) -> None:
+        await super().close()
+        self._stream.stop()
+        self._stream.close()

@@ -1,0 +1,58 @@
+"""``companion run``: the robot's main mode, live microphone and speaker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from companion.audio.devices import MicrophoneSource, SpeakerPlayer, find_device, sounddevice
+from companion.config import CompanionConfig
+from companion.voice.events import ClauseSpoken, Transcribed, TurnCompleted, TurnDropped
+from companion.voice.runtime import load_voice_models, new_loop
+
+log = logging.getLogger(__name__)
+
+
+def run_live(config: CompanionConfig, child: str, turn_log) -> int:
+    sd = sounddevice()
+    devices = [dict(d) for d in sd.query_devices()]
+    default_in, default_out = sd.default.device
+    mic = find_device(devices, config.audio.input_device, "input", default_in)
+    speaker = find_device(devices, config.audio.output_device, "output", default_out)
+    models = load_voice_models(config)
+    try:
+        asyncio.run(_live(models, config, child, mic, speaker, turn_log))
+    finally:
+        models.close()
+    return 0
+
+
+def _print_event(event, turn_log) -> None:
+    if isinstance(event, TurnCompleted):
+        turn_log.append_json(event.record.to_json())
+    elif isinstance(event, Transcribed):
+        print(f"child: {event.text}", flush=True)
+    elif isinstance(event, ClauseSpoken):
+        print(f"robot: {event.text}", flush=True)
+    elif isinstance(event, TurnDropped):
+        log.info("dropped (%s): %s", event.reason, event.text)
+
+
+async def _live(models, config: CompanionConfig, child: str, mic_index: int, speaker_index: int, turn_log) -> None:
+    player = SpeakerPlayer(speaker_index, models.tts.rate)
+    loop = new_loop(models, config, child, player, on_event=lambda e: _print_event(e, turn_log))
+    source = MicrophoneSource(mic_index)
+    task = asyncio.current_task()
+    aio = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        aio.add_signal_handler(sig, task.cancel)
+    log.info("listening (microphone %s, speaker %s); Ctrl-C to stop", mic_index, speaker_index)
+    try:
+        await loop.run(source.frames())
+    except asyncio.CancelledError:
+        log.info("stopping")
+    finally:
+        await player.close()
+        if source.overflows:
+            log.warning("[AUDIO_INPUT_OVERFLOW] %d microphone blocks were dropped", source.overflows)

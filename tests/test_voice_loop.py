@@ -1,0 +1,134 @@
+"""The whole voice loop with the real default models, on simulated audio (real-time paced)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jiwer
+import numpy as np
+import pytest
+
+from companion.audio.files import read_all
+from companion.audio.sources import Segment
+from companion.voice.events import (
+    BargeIn,
+    EchoIgnored,
+    LoopState,
+    ReplyCancelled,
+    StateChanged,
+    TurnCompleted,
+    TurnDropped,
+)
+from companion.voice.simulate import run_simulation_sync, spoken
+from tests.conftest import SHARED
+
+pytestmark = pytest.mark.real_model
+
+JFK_REFERENCE = ("And so my fellow Americans, ask not what your country can do for you, "
+                 "ask what you can do for your country.")
+
+
+def _norm(text: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z' ]+", " ", text.lower()).split().__str__()
+
+
+def _wer(ref: str, hyp: str) -> float:
+    t = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip(),
+                       jiwer.ReduceToListOfListOfWords()])
+    return jiwer.wer(ref, hyp, reference_transform=t, hypothesis_transform=t)
+
+
+def test_simulate_jfk_from_the_command_line(real_cache, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "companion", "simulate", str(SHARED / "eval" / "audio" / "jfk.flac"),
+                           "--out", str(out), "--seed", "1"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    turns = [json.loads(line) for line in (out / "turns.jsonl").read_text().splitlines()]
+    assert len(turns) == 1, turns
+    turn = turns[0]
+    assert _wer(JFK_REFERENCE, turn["heard"]) <= 0.10, turn["heard"]
+    assert turn["reply"].strip()
+    assert set(turn["timings"]) == {"speech_end", "asr_ms", "llm_first_token_ms", "tts_first_chunk_ms", "ttfa_ms"}
+    reply = read_all(out / "reply-001.wav")
+    assert reply.size > 16000 * 0.5 and np.abs(reply).max() > 0.05
+    whole = read_all(out / "conversation.wav")
+    assert whole.size / 16000 > 11 + reply.size / 16000 * 0.9  # the child's and the robot's audio, one timeline
+    assert "child: " in proc.stdout and "ttfa" in proc.stdout
+
+
+def test_three_scripted_turns_have_all_timings(voice_models, voice_config, tmp_path):
+    lines = ["Hello! What is your name?", "I like dinosaurs.", "What do cows eat?"]
+    segments = [Segment(spoken(voice_models, line), label=line) for line in lines]
+    result = run_simulation_sync(voice_models, voice_config, segments, tmp_path, child="Mia")
+    assert [r.index for r in result.records] == [1, 2, 3]
+    for record, line in zip(result.records, lines):
+        assert _wer(line, record.heard) <= 0.34, (line, record.heard)
+        assert record.reply and not record.interrupted
+        t = record.timings
+        assert t.asr_ms > 0 and t.llm_first_token_ms > 0 and t.tts_first_chunk_ms > 0
+        assert 0 < t.ttfa_ms < 10_000
+    # The turn's event sequence: listening -> thinking -> speaking -> listening, in that order.
+    states = [e.state for e in result.events if isinstance(e, StateChanged)]
+    first_turn = states[:states.index(LoopState.LISTENING) + 1]
+    assert first_turn == [LoopState.HEARING, LoopState.THINKING, LoopState.SPEAKING, LoopState.LISTENING]
+    assert len((tmp_path / "turns.jsonl").read_text().splitlines()) == 3
+
+
+def test_silence_and_noise_make_no_turn(voice_models, voice_config, tmp_path):
+    rng = np.random.default_rng(3)
+    silence = np.zeros(16000 * 30, np.float32)
+    noise = rng.normal(0, 0.15, 16000 * 30).astype(np.float32)
+    result = run_simulation_sync(voice_models, voice_config, [Segment(silence), Segment(noise)], tmp_path,
+                                 child="Mia", realtime=False)
+    assert result.records == []
+    assert not [e for e in result.events if isinstance(e, TurnCompleted)]
+
+
+def test_barge_in_cuts_playback_fast_and_cancels_generation(voice_models, voice_config, tmp_path):
+    ask = spoken(voice_models, "Please tell me a very long story about a brave little dragon.")
+    stop = spoken(voice_models, "Wait! What is two plus two?")
+    segments = [Segment(ask), Segment(stop, start="during_reply", gap_s=1.2)]
+    result = run_simulation_sync(voice_models, voice_config, segments, tmp_path, child="Mia")
+    barge = [e for e in result.events if isinstance(e, BargeIn)]
+    assert len(barge) == 1, result.events
+    onset = result.log.segment_starts[1] + int(np.argmax(np.abs(stop) > 0.02)) / 16000
+    assert barge[0].cut_t - onset <= 0.200, (barge[0].cut_t - onset)
+    assert any(isinstance(e, ReplyCancelled) and e.t >= barge[0].cut_t - 0.05 for e in result.events)
+    first, second = result.records[0], result.records[1]
+    assert first.interrupted and first.reply  # what was said before the cut is kept
+    assert "two" in second.heard.lower() or "2" in second.heard
+    assert not second.interrupted and second.reply
+    # The cut reply is what the conversation remembers.
+    played = read_all(tmp_path / "reply-001.wav")
+    assert played.size / 16000 < 1.2 + 0.3 + 1.0
+
+
+def test_the_robot_does_not_answer_its_own_echo(voice_models, voice_config, tmp_path):
+    ask = spoken(voice_models, "Tell me something about the moon.")
+    result = run_simulation_sync(voice_models, voice_config, [Segment(ask)], tmp_path, child="Mia", echo_gain=0.5)
+    assert len(result.records) == 1, [r.heard for r in result.records]
+    assert not result.records[0].interrupted
+    assert not [e for e in result.events if isinstance(e, BargeIn)]
+    assert [e for e in result.events if isinstance(e, (EchoIgnored, TurnDropped))], "the echo was heard and ignored"
+
+
+def test_simulate_rejects_bad_files_with_codes(tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF" + b"\x00" * 2000)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    for path, code in ((bad, "AUDIO_FILE_CORRUPT"), (empty, "AUDIO_FILE_EMPTY"),
+                       (tmp_path / "x.txt", "AUDIO_FILE_NOT_FOUND")):
+        proc = subprocess.run([sys.executable, "-m", "companion", "simulate", str(path), "--out", str(tmp_path / "o")],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and code in proc.stderr, proc.stderr
+
+
+def test_run_without_sound_hardware_is_a_coded_error():
+    proc = subprocess.run([sys.executable, "-m", "companion", "run"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert any(code in proc.stderr for code in ("AUDIO_BACKEND_MISSING", "AUDIO_NO_MICROPHONE", "AUDIO_NO_SPEAKER"))
