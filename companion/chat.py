@@ -1,13 +1,13 @@
-"""A text conversation with the language model: the core that voice, memory and safety wrap.
+"""One child's conversation with the language model: persona, memory, history, the reply.
 
-``Conversation.reply`` is what ``companion chat`` runs for every line; later
-stages (ASR before it, TTS after it) call the same path.
+``Conversation`` is what ``companion chat`` runs for every line, and what the voice
+loop calls between ASR and TTS. It reads the child's memory when it starts, puts
+the persona, what it knows about the child and the recent turns into the prompt
+(within a token budget), and stores every exchange once it has been said.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import time
 from collections import deque
@@ -16,11 +16,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from companion.config import CompanionConfig
-from companion.errors import CompanionError
+from companion.errors import CompanionError, ConfigError
 from companion.llm.generate import GenerationResult, Generator, TokenEvent
 from companion.llm.tokenizer import ChatMessage
+from companion.memory.answers import answer_from_facts
+from companion.memory.facts import describe, extract_facts
+from companion.memory.store import MemoryStore
 from companion.models.cache import ModelCache
 from companion.paths import models_cache_dir
+from companion.persona import Persona, cap_words, load_persona
 
 _CHILD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
 
@@ -58,31 +62,109 @@ def check_child_name(name: str) -> str:
     return name
 
 
+def persona_of(config: CompanionConfig) -> Persona:
+    return load_persona(config.persona.use)
+
+
 def load_generator(config: CompanionConfig, cache: ModelCache | None = None) -> Generator:
     """The configured language model from the model cache, with the persona's prompt pre-computed."""
     cache = cache or ModelCache(models_cache_dir())
     prepared = cache.get(config.llm.model)
     generator = Generator(prepared.path / "onnx", config.llm.runtime())
-    generator.warm([ChatMessage("system", config.persona.render())])
+    generator.warm([ChatMessage("system", persona_of(config).system_prompt())])
     return generator
 
 
 class Conversation:
-    """One child's conversation with the robot: bounded history, one reply at a time."""
+    """One child's conversation: bounded history, memory, one reply at a time."""
 
-    def __init__(self, generator: Generator, config: CompanionConfig, child: str) -> None:
+    def __init__(self, generator: Generator, config: CompanionConfig, child: str,
+                 memory: MemoryStore | None = None) -> None:
         self.generator = generator
         self.config = config
         self.child = check_child_name(child)
-        self._system = ChatMessage("system", config.persona.render())
-        self._history: deque[ChatMessage] = deque(maxlen=2 * config.llm.history_turns)
+        self.persona = persona_of(config)
+        self.memory = memory
+        self._system = ChatMessage("system", self.persona.system_prompt())
+        #: (stored turn id or None, what the child said, what the robot said), oldest first.
+        self._history: deque[tuple[int | None, str, str]] = deque(maxlen=config.llm.history_turns)
+        self._session: int | None = None
+        if memory is not None:
+            memory.purge_expired(config.memory.retention_days)
+            self._history.extend((t.id, t.heard, t.said)
+                                 for t in memory.recent_turns(self.child, config.llm.history_turns))
+
+    # -- prompt ------------------------------------------------------------------------
+    def _facts_message(self) -> ChatMessage | None:
+        """What the robot knows about the child. Changes only when a fact does, so its KV stays cached."""
+        if self.memory is None:
+            return None
+        facts = self.memory.facts(self.child, self.config.memory.max_facts)
+        if not facts:
+            return None
+        known = "; ".join(describe(f.kind, f.value) for f in reversed(facts))
+        return ChatMessage("system", f"Facts about the child you are talking to (about the child, not about you, "
+                                     f"{self.persona.name}): {known}.")
+
+    def _recall_message(self, heard: str) -> ChatMessage | None:
+        """Earlier turns (outside the recent history) that match what the child just said."""
+        if self.memory is None or not self.config.memory.recall_turns:
+            return None
+        recent = {turn_id for turn_id, _, _ in self._history if turn_id is not None}
+        earlier = [t for t in self.memory.search_turns(self.child, heard, self.config.memory.recall_turns + len(recent))
+                   if t.id not in recent][: self.config.memory.recall_turns]
+        if not earlier:
+            return None
+        return ChatMessage("system", "\n".join(f'Some time ago the child said: "{t.heard}" and you answered: "{t.said}"'
+                                               for t in earlier))
+
+    def messages(self, heard: str) -> list[ChatMessage]:
+        """Persona, facts, as much recent history as the token budget allows, recalled turns, the child's words.
+
+        The order keeps what changes least first, so the prefix cache covers most of the prompt.
+        """
+        tok = self.generator.tokenizer
+        budget = self.config.memory.prompt_tokens
+        head = [self._system]
+        tail = [m for m in (self._recall_message(heard), self._facts_message()) if m is not None]
+        user = ChatMessage("user", heard)
+        if len(tok.encode_chat([*head, ChatMessage("user", "")])) + 16 > budget:
+            raise ConfigError(f"memory.prompt_tokens ({budget}) is smaller than the persona's own prompt")
+        used = len(tok.encode_chat([*head, *tail, user]))
+        while used > budget and tail:
+            tail = tail[1:]
+            used = len(tok.encode_chat([*head, *tail, user]))
+        if used > budget:  # a very long utterance: keep its end, which is what the child is asking
+            ids = tok.encode(heard)
+            keep = max(16, budget - (used - len(ids)))
+            user = ChatMessage("user", tok.decode(ids[-keep:]))
+            used = len(tok.encode_chat([*head, user]))
+        history: list[ChatMessage] = []
+        for _, child_said, robot_said in reversed(self._history):
+            pair = [ChatMessage("user", child_said), ChatMessage("assistant", robot_said)]
+            cost = len(tok.encode_chat(pair, add_generation_prompt=False))
+            if used + cost > budget:
+                break
+            history[:0] = pair
+            used += cost
+        return [*head, *history, *tail, user]
 
     def prompt(self, heard: str) -> list[int]:
-        messages = [self._system, *self._history, ChatMessage("user", heard)]
-        return self.generator.tokenizer.encode_chat(messages)
+        return self.generator.tokenizer.encode_chat(self.messages(heard))
 
+    # -- reply -------------------------------------------------------------------------
     async def stream(self, heard: str) -> AsyncIterator[TokenEvent | GenerationResult]:
-        """The reply as it is generated (tokens, then the result). Closing it early cancels the model."""
+        """The reply as it is generated (tokens, then the result). Closing it early cancels the model.
+
+        A question about the child's own facts ("what is my dog called?") is answered from memory.
+        """
+        if self.memory is not None:
+            known = answer_from_facts(heard, self.memory.facts(self.child, self.config.memory.max_facts))
+            if known is not None:
+                yield TokenEvent(token_id=-1, text=known, index=0, elapsed_s=0.0)
+                yield GenerationResult(text=known, token_ids=(), stop_reason="memory", prompt_tokens=0,
+                                       cached_tokens=0, first_token_s=0.0, total_s=0.0)
+                return
         agen = self.generator.stream(self.prompt(heard), self.config.llm.sampling())
         try:
             async for item in agen:
@@ -90,10 +172,25 @@ class Conversation:
         finally:
             await agen.aclose()
 
-    def remember(self, heard: str, said: str) -> None:
-        """Add an exchange to the history; ``said`` is what was actually spoken (cut short on barge-in)."""
-        self._history.append(ChatMessage("user", heard))
-        self._history.append(ChatMessage("assistant", said))
+    def remember(self, heard: str, said: str, *, interrupted: bool = False) -> int | None:
+        """Record an exchange once it has been said; returns the stored turn id (acknowledged)."""
+        if self.memory is None:
+            self._history.append((None, heard, said))
+            return None
+        if self._session is None:
+            self._session = self.memory.start_session(self.child)
+        turn_id = self.memory.add_turn(self._session, self.child, heard, said, interrupted=interrupted)
+        self._history.append((turn_id, heard, said))
+        for fact in extract_facts(heard):
+            self.memory.add_fact(self.child, fact.kind, fact.value, turn_id)
+        return turn_id
+
+    def close(self) -> None:
+        if self.memory is not None and self._session is not None:
+            heard = [h for _, h, _ in list(self._history)[-3:]]
+            summary = ("The child talked about: " + " / ".join(cap_words(h, 12) for h in heard)) if heard else None
+            self.memory.end_session(self._session, summary)
+            self._session = None
 
     async def reply(self, heard: str, on_token=None) -> ChatReply:
         started = time.perf_counter()
@@ -105,7 +202,7 @@ class Conversation:
             else:
                 result = item
         assert result is not None
-        text = result.text.strip()
+        text = cap_words(result.text.strip(), self.persona.max_words)
         self.remember(heard, text)
         first = None if result.first_token_s is None else round(result.first_token_s * 1000, 1)
         return ChatReply(
@@ -116,22 +213,5 @@ class Conversation:
         )
 
 
-class TurnLog:
-    """Append-only record of replies per child (``<data>/children/<child>/turns.jsonl``).
-
-    Each line is written whole and fsynced, so a crash loses at most the reply in flight.
-    """
-
-    def __init__(self, data_dir: Path, child: str) -> None:
-        self.path = data_dir / "children" / check_child_name(child) / "turns.jsonl"
-
-    def append(self, reply: ChatReply) -> None:
-        self.append_json(reply.to_json())
-
-    def append_json(self, record: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **record}, ensure_ascii=False)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+def open_memory(data_dir: Path) -> MemoryStore:
+    return MemoryStore(data_dir)

@@ -39,7 +39,7 @@ class LLMConfig:
     threads: int = 2
     #: Execution providers in order (CUDA/TensorRT on a Jetson); CPU is always the fallback.
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    #: Conversation turns (child + robot) kept in the prompt.
+    #: Conversation turns (child + robot) kept in the prompt, budget permitting.
     history_turns: int = 6
 
     def sampling(self) -> SamplingParams:
@@ -54,29 +54,26 @@ class LLMConfig:
 
 @dataclass(frozen=True)
 class PersonaConfig:
-    #: The robot's name, as children call it.
-    name: str = "Pip"
-    #: System prompt; ``{name}`` is replaced by the name.
-    system_prompt: str = (
-        "You are {name}, a kind and cheerful robot friend who talks with young children aged 4 to 10. "
-        "Always answer in English, in one or two short, simple sentences that are easy to say out loud. "
-        "Be warm, curious and encouraging. Never use lists, code, markdown or emoji."
-    )
+    #: Which persona file in configs/personas/ the robot is.
+    use: str = "pip"
 
-    def render(self) -> str:
-        return self.system_prompt.replace("{name}", self.name)
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    #: Transcripts older than this are deleted; facts stay until a parent erases them.
+    retention_days: float = 30.0
+    #: Tokens the whole prompt (persona, memory, history, the child's words) may use.
+    prompt_tokens: int = 1024
+    #: Facts about the child put into the prompt.
+    max_facts: int = 15
+    #: Earlier turns found by full-text search put into the prompt.
+    recall_turns: int = 2
 
 
 @dataclass(frozen=True)
 class ChildrenConfig:
     #: The child assumed when no ``--child`` is given.
     default: str = "child"
-
-
-@dataclass(frozen=True)
-class TTSConfig:
-    #: Prepared piper voice.
-    voice: str = "piper-en-us-joe-medium"
 
 
 @dataclass(frozen=True)
@@ -96,7 +93,7 @@ class CompanionConfig:
     children: ChildrenConfig = field(default_factory=ChildrenConfig)
     asr: ASRConfig = field(default_factory=ASRConfig)
     vad: EndpointConfig = field(default_factory=EndpointConfig)
-    tts: TTSConfig = field(default_factory=TTSConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
     voice: LoopConfig = field(default_factory=LoopConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
 

@@ -25,8 +25,8 @@ sha256 = "%s"
 def test_repository_config_loads_and_matches_defaults_types():
     config = load_config(configs_dir() / "companion.toml")
     assert isinstance(config, CompanionConfig)
-    assert config.llm.threads >= 1 and config.persona.name
-    assert "{name}" not in config.persona.render()
+    assert config.llm.threads >= 1 and config.persona.use == "pip"
+    assert config.memory.retention_days > 0 and config.vad.end_silence_ms > 0
 
 
 @pytest.mark.parametrize("text,fragment", [

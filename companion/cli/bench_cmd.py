@@ -21,6 +21,29 @@ def add_parser(sub) -> None:
     lp.add_argument("--genai-model", type=Path, default=None,
                     help="also time this onnxruntime-genai model folder (made by its model builder)")
     lp.set_defaults(func=cmd_bench_llm)
+    mp = bsub.add_parser("memory", help="prompt assembly time with 10,000 stored turns")
+    mp.add_argument("--json", action="store_true")
+    mp.add_argument("--turns", type=int, default=10_000)
+    mp.set_defaults(func=cmd_bench_memory)
+
+
+def cmd_bench_memory(args: argparse.Namespace) -> int:
+    from companion.bench import memory
+    from companion.chat import load_generator
+
+    config = load_config(args.config)
+    generator = load_generator(config)
+    try:
+        figures = memory.run(config, generator, turns=args.turns)
+    finally:
+        generator.close()
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print(f"prompt assembly with {figures['turns']} stored turns: median {figures['assemble_ms_median']} ms, "
+              f"max {figures['assemble_ms_max']} ms; longest prompt {figures['prompt_tokens_max']} tokens "
+              f"(budget {figures['prompt_budget']})")
+    return 0
 
 
 def cmd_bench_llm(args: argparse.Namespace) -> int:

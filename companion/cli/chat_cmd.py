@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from companion.chat import Conversation, TurnLog, check_child_name, load_generator
+from companion.chat import Conversation, check_child_name, load_generator
+from companion.memory.store import MemoryStore
 from companion.config import load_config
 from companion.paths import default_data_dir
 
@@ -29,19 +30,21 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
         config = replace(config, llm=replace(config.llm, seed=args.seed))
     child = check_child_name(args.child or config.children.default)
-    data_dir = args.data_dir or default_data_dir()
-    log = TurnLog(data_dir, child)
+    memory = MemoryStore(args.data_dir or default_data_dir())
     generator = load_generator(config)
+    conversation = Conversation(generator, config, child, memory)
     try:
-        return asyncio.run(_loop(Conversation(generator, config, child), log, args.json))
+        return asyncio.run(_loop(conversation, args.json))
     finally:
+        conversation.close()
         generator.close()
+        memory.close()
 
 
-async def _loop(conversation: Conversation, log: TurnLog, as_json: bool) -> int:
+async def _loop(conversation: Conversation, as_json: bool) -> int:
     interactive = sys.stdin.isatty()
     if interactive:
-        print(f"Talking to {conversation.config.persona.name} as {conversation.child}. Ctrl-D to stop.", file=sys.stderr)
+        print(f"Talking to {conversation.persona.name} as {conversation.child}. Ctrl-D to stop.", file=sys.stderr)
     loop = asyncio.get_running_loop()
     while True:
         if interactive:
@@ -54,7 +57,6 @@ async def _loop(conversation: Conversation, log: TurnLog, as_json: bool) -> int:
             continue
         stream = (lambda ev: print(ev.text, end="", flush=True)) if (interactive and not as_json) else None
         reply = await conversation.reply(heard, on_token=stream)
-        log.append(reply)
         if as_json:
             print(json.dumps(reply.to_json(), ensure_ascii=False), flush=True)
         elif stream is not None:

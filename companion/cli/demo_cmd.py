@@ -35,7 +35,8 @@ def add_parser(sub) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from companion.chat import check_child_name
+    from companion.chat import check_child_name, persona_of
+    from companion.memory.store import MemoryStore
     from companion.voice.runtime import load_voice_models
     from companion.voice.simulate import run_simulation_sync, spoken
 
@@ -53,9 +54,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"models loaded and warm in {models.load_s:.1f} s; simulating {len(lines)} turns in real time...", flush=True)
     try:
         segments = [Segment(spoken(models, line), label=line) for line in lines]
-        result = run_simulation_sync(models, config, segments, out, child=child)
+        # A fresh memory in the output folder: the demo never touches a real child's memory.
+        result = run_simulation_sync(models, config, segments, out, child=child, memory=MemoryStore(out / "data"))
     finally:
         models.close()
-    print_transcript(result.records, config.persona.name)
+    print_transcript(result.records, persona_of(config).name)
     print(f"\naudio and turns.jsonl in {out}")
     return 0

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from companion.audio.sources import Segment
-from companion.chat import TurnLog, check_child_name
+from companion.chat import check_child_name, persona_of
+from companion.memory.store import MemoryStore
 from companion.paths import default_data_dir
 from companion.config import CompanionConfig, load_config
 from companion.voice.events import TurnRecord
@@ -75,10 +76,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         for text in args.barge_in:
             segments.append(Segment(spoken(models, text), start="during_reply", gap_s=1.0, label=text))
         result = run_simulation_sync(models, config, segments, args.out, child=child, echo_gain=args.echo,
-                                     turn_log=TurnLog(args.data_dir or default_data_dir(), child))
+                                     memory=MemoryStore(args.data_dir or default_data_dir()))
     finally:
         models.close()
-    print_transcript(result.records, config.persona.name)
+    print_transcript(result.records, persona_of(config).name)
     print(f"\nwrote {args.out}/turns.jsonl, reply-NNN.wav, conversation.wav")
     return 0
 
@@ -88,4 +89,4 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _config(args)
     child = check_child_name(args.child or config.children.default)
-    return run_live(config, child, TurnLog(args.data_dir or default_data_dir(), child))
+    return run_live(config, child, MemoryStore(args.data_dir or default_data_dir()))

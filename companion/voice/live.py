@@ -8,13 +8,13 @@ import signal
 
 from companion.audio.devices import MicrophoneSource, SpeakerPlayer, find_device, sounddevice
 from companion.config import CompanionConfig
-from companion.voice.events import ClauseSpoken, Transcribed, TurnCompleted, TurnDropped
+from companion.voice.events import ClauseSpoken, Transcribed, TurnDropped
 from companion.voice.runtime import load_voice_models, new_loop
 
 log = logging.getLogger(__name__)
 
 
-def run_live(config: CompanionConfig, child: str, turn_log) -> int:
+def run_live(config: CompanionConfig, child: str, memory) -> int:
     sd = sounddevice()
     devices = [dict(d) for d in sd.query_devices()]
     default_in, default_out = sd.default.device
@@ -22,16 +22,24 @@ def run_live(config: CompanionConfig, child: str, turn_log) -> int:
     speaker = find_device(devices, config.audio.output_device, "output", default_out)
     models = load_voice_models(config)
     try:
-        asyncio.run(_live(models, config, child, mic, speaker, turn_log))
+        asyncio.run(_live(models, config, child, mic, speaker, memory))
     finally:
         models.close()
     return 0
 
 
-def _print_event(event, turn_log) -> None:
-    if isinstance(event, TurnCompleted):
-        turn_log.append_json(event.record.to_json())
-    elif isinstance(event, Transcribed):
+def _output_rate(device: int, voice_rate: int) -> int:
+    """The voice's own rate when the card takes it, else the card's default (the player resamples)."""
+    sd = sounddevice()
+    try:
+        sd.check_output_settings(device=device, samplerate=voice_rate, channels=1, dtype="float32")
+        return voice_rate
+    except Exception:  # noqa: BLE001 - PortAudio reports an unsupported rate as a generic error
+        return int(sd.query_devices(device, "output")["default_samplerate"])
+
+
+def _print_event(event) -> None:
+    if isinstance(event, Transcribed):
         print(f"child: {event.text}", flush=True)
     elif isinstance(event, ClauseSpoken):
         print(f"robot: {event.text}", flush=True)
@@ -39,9 +47,9 @@ def _print_event(event, turn_log) -> None:
         log.info("dropped (%s): %s", event.reason, event.text)
 
 
-async def _live(models, config: CompanionConfig, child: str, mic_index: int, speaker_index: int, turn_log) -> None:
-    player = SpeakerPlayer(speaker_index, models.tts.rate)
-    loop = new_loop(models, config, child, player, on_event=lambda e: _print_event(e, turn_log))
+async def _live(models, config: CompanionConfig, child: str, mic_index: int, speaker_index: int, memory) -> None:
+    player = SpeakerPlayer(speaker_index, _output_rate(speaker_index, models.tts.rate))
+    loop = new_loop(models, config, child, player, on_event=_print_event, memory=memory)
     source = MicrophoneSource(mic_index)
     task = asyncio.current_task()
     aio = asyncio.get_running_loop()
@@ -53,6 +61,7 @@ async def _live(models, config: CompanionConfig, child: str, mic_index: int, spe
     except asyncio.CancelledError:
         log.info("stopping")
     finally:
+        loop.conversation.close()
         await player.close()
         if source.overflows:
             log.warning("[AUDIO_INPUT_OVERFLOW] %d microphone blocks were dropped", source.overflows)

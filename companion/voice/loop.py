@@ -25,6 +25,7 @@ from companion.audio.sinks import Player
 from companion.chat import Conversation
 from companion.errors import CompanionError
 from companion.llm.generate import TokenEvent
+from companion.persona import cap_words
 from companion.tts.clauses import ClauseSplitter
 from companion.tts.piper_voice import PiperTTS
 from companion.tts.speakable import speakable
@@ -235,15 +236,41 @@ class VoiceLoop:
 
     async def _think(self, turn: _Turn) -> None:
         splitter = ClauseSplitter()
-        async for item in self.conversation.stream(turn.heard):
-            if isinstance(item, TokenEvent):
-                if turn.first_token_ms is None:
-                    turn.first_token_ms = round((self._now() - turn.asr_done) * 1000, 1)
-                    self._emit(FirstToken(turn.first_token_ms, self._now()))
-                for piece in splitter.push(item.text):
-                    await turn.clauses.put(piece)
-        for piece in splitter.flush():
+        cap = self.conversation.persona.max_words
+        words = 0
+
+        async def offer(piece: str) -> bool:
+            """Queue a clause; False once the persona's word cap is reached (the rest is not spoken)."""
+            nonlocal words
+            n = len(piece.split())
+            if words + n > cap:
+                if words == 0:
+                    await turn.clauses.put(cap_words(piece, cap))
+                return False
+            words += n
             await turn.clauses.put(piece)
+            return True
+
+        stream = self.conversation.stream(turn.heard)
+        try:
+            capped = False
+            async for item in stream:
+                if isinstance(item, TokenEvent):
+                    if turn.first_token_ms is None:
+                        turn.first_token_ms = round((self._now() - turn.asr_done) * 1000, 1)
+                        self._emit(FirstToken(turn.first_token_ms, self._now()))
+                    for piece in splitter.push(item.text):
+                        if not await offer(piece):
+                            capped = True
+                            break
+                    if capped:
+                        break
+            if not capped:
+                for piece in splitter.flush():
+                    if not await offer(piece):
+                        break
+        finally:
+            await stream.aclose()  # stops the model within one token if it is still writing
         await turn.clauses.put(None)
 
     async def _speak(self, turn: _Turn) -> None:
@@ -271,7 +298,7 @@ class VoiceLoop:
     def _record(self, turn: _Turn, *, interrupted: bool) -> None:
         self._turn_index += 1
         reply = " ".join(turn.said)
-        self.conversation.remember(turn.heard, reply)
+        self.conversation.remember(turn.heard, reply, interrupted=interrupted)
         self._last_said = reply
         self._last_spoke_end = self._now()
         ttfa = None if turn.first_audio_t is None else round((turn.first_audio_t - turn.utt.speech_end) * 1000, 1)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from companion.asr.whisper import WhisperASR
 from companion.audio.sinks import Player
-from companion.chat import Conversation, load_generator
+from companion.chat import Conversation, load_generator, persona_of
+from companion.memory.store import MemoryStore
 from companion.config import CompanionConfig
 from companion.llm.generate import Generator
 from companion.models.cache import ModelCache
@@ -43,7 +44,7 @@ def load_voice_models(config: CompanionConfig, cache: ModelCache | None = None) 
     started = time.perf_counter()
     vad_path = cache.get(config.vad.model).path / "silero_vad_v6.onnx"
     asr = WhisperASR(cache.get(config.asr.model).path, config.asr)
-    tts = PiperTTS(cache.get(config.tts.voice).path)
+    tts = PiperTTS(cache.get(persona_of(config).voice).path)
     generator = load_generator(config, cache)
     asr.warm()
     tts.warm()
@@ -53,10 +54,10 @@ def load_voice_models(config: CompanionConfig, cache: ModelCache | None = None) 
 
 
 def new_loop(models: VoiceModels, config: CompanionConfig, child: str, player: Player,
-             on_event=None) -> VoiceLoop:
-    """A fresh loop (fresh VAD state, fresh conversation) over already loaded models."""
+             on_event=None, memory: MemoryStore | None = None) -> VoiceLoop:
+    """A fresh loop (fresh VAD state, the child's conversation and memory) over already loaded models."""
     endpointer = Endpointer(SileroVAD(models.vad_path), config.vad)
-    conversation = Conversation(models.generator, config, child)
+    conversation = Conversation(models.generator, config, child, memory)
     return VoiceLoop(endpointer=endpointer, asr=models.asr, conversation=conversation, tts=models.tts,
                      player=player, config=config.voice, on_event=on_event)
 

@@ -14,7 +14,8 @@ from companion.audio.frames import PIPELINE_RATE, AudioFrame
 from companion.audio.sinks import PlayedBlock, SimulatedSpeaker
 from companion.audio.sources import Segment, SimulatedMicrophone, SimulationLog
 from companion.config import CompanionConfig
-from companion.voice.events import LoopEvent, TurnCompleted, TurnRecord
+from companion.memory.store import MemoryStore
+from companion.voice.events import LoopEvent, TurnRecord
 from companion.voice.runtime import VoiceModels, new_loop
 
 #: A simulated run records at most this much audio (bounded memory).
@@ -72,19 +73,14 @@ def spoken(models: VoiceModels, text: str) -> np.ndarray:
 
 async def run_simulation(models: VoiceModels, config: CompanionConfig, segments: list[Segment], out_dir: Path, *,
                          child: str, echo_gain: float = 0.0, noise_floor: float = 0.0,
-                         realtime: bool = True, turn_log=None) -> SimulationResult:
-    """Run the loop over ``segments``; ``turn_log`` (a chat.TurnLog) also gets every turn, as chat does."""
+                         realtime: bool = True, memory: MemoryStore | None = None) -> SimulationResult:
+    """Run the loop over ``segments``; with ``memory`` the child's turns and facts are stored, as in chat."""
     out_dir.mkdir(parents=True, exist_ok=True)
     recording = Recording()
     player = SimulatedSpeaker(models.tts.rate, on_block=recording.add_played)
     events: list[LoopEvent] = []
 
-    def on_event(event: LoopEvent) -> None:
-        events.append(event)
-        if turn_log is not None and isinstance(event, TurnCompleted):
-            turn_log.append_json(event.record.to_json())
-
-    loop = new_loop(models, config, child, player, on_event=on_event)
+    loop = new_loop(models, config, child, player, on_event=events.append, memory=memory)
     mic = SimulatedMicrophone(segments, idle=loop.is_idle, player=player, echo_gain=echo_gain,
                               noise_floor=noise_floor, realtime=realtime)
 
@@ -96,6 +92,7 @@ async def run_simulation(models: VoiceModels, config: CompanionConfig, segments:
     try:
         records = await loop.run(frames())
     finally:
+        loop.conversation.close()
         await player.close()
     with (out_dir / "turns.jsonl").open("w", encoding="utf-8") as fh:
         for record in records:

@@ -1,0 +1,1 @@
+"""Evaluation sets run through the product's own paths (`companion eval ...`)."""

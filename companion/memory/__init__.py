@@ -1,0 +1,1 @@
+"""Per-child memory: a SQLite store (crash-safe, erasable), fact extraction, and prompt recall."""

@@ -1,0 +1,86 @@
+"""The robot's character (``configs/personas/<id>.toml``) and the system prompt built from it.
+
+The system prompt is built from the persona file alone; nothing a child says is
+ever written into it, so "you are now an evil robot" cannot change who the robot is.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from companion.errors import ConfigError
+from companion.paths import configs_dir
+
+
+@dataclass(frozen=True)
+class Persona:
+    name: str
+    description: str
+    style: str
+    age_band: str
+    voice: str
+    max_words: int
+    favourite_topics: tuple[str, ...]
+    never: tuple[str, ...]
+
+    def system_prompt(self) -> str:
+        never = "; ".join(self.never)
+        topics = ", ".join(self.favourite_topics)
+        return (
+            f"You are {self.name}, {self.description}. Your name is {self.name}. "
+            f"You talk with young children aged {self.age_band}. "
+            f"Your style: {self.style}. Always answer in English, in one to three short sentences that are easy "
+            f"to say out loud (at most {self.max_words} words). You love talking about {topics}. "
+            f"You never: {never}. You remember what the child tells you and use it kindly."
+        )
+
+
+def load_persona(persona_id: str, folder: Path | None = None) -> Persona:
+    if not re.fullmatch(r"[a-z0-9_-]{1,40}", persona_id):
+        raise ConfigError(f"persona id {persona_id!r} must be lower-case letters, digits, '-' or '_'")
+    path = (folder or configs_dir() / "personas") / f"{persona_id}.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise ConfigError(f"persona '{persona_id}' not found: no {path}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from err
+    try:
+        persona = Persona(
+            name=str(data["name"]), description=str(data["description"]), style=str(data["style"]),
+            age_band=str(data["age_band"]), voice=str(data["voice"]), max_words=int(data["max_words"]),
+            favourite_topics=tuple(str(t) for t in data.get("favourite_topics", [])),
+            never=tuple(str(t) for t in data.get("never", [])),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"{path}: missing or bad field: {err}") from err
+    unknown = set(data) - {"name", "description", "style", "age_band", "voice", "max_words", "favourite_topics",
+                           "never"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
+    if not 5 <= persona.max_words <= 200:
+        raise ConfigError(f"{path}: max_words must be between 5 and 200")
+    return persona
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def cap_words(text: str, max_words: int) -> str:
+    """At most ``max_words`` words, cut at the last sentence end that fits (or at a word, with '.')."""
+    words = text.split()
+    if len(words) <= max_words:
+        return text.strip()
+    kept, count = [], 0
+    for sentence in _SENTENCE.split(text.strip()):
+        n = len(sentence.split())
+        if count + n > max_words:
+            break
+        kept.append(sentence)
+        count += n
+    if kept:
+        return " ".join(kept)
+    return " ".join(words[:max_words]).rstrip(",;:") + "."

@@ -1,0 +1,149 @@
+"""The memory store: durability under kill -9, erase leaves no trace, retention, isolation, migrations."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from companion.memory.facts import extract_facts
+from companion.memory.store import DB_NAME, SCHEMA_VERSION, MemoryError_, MemoryStore
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = MemoryStore(tmp_path)
+    yield s
+    s.close()
+
+
+def test_database_is_wal_full_sync_and_versioned(store):
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store.schema_version == SCHEMA_VERSION
+
+
+def test_turns_facts_and_search_are_per_child(store):
+    s1 = store.start_session("ana")
+    t1 = store.add_turn(s1, "ana", "I love strawberries and my dog Rex", "Yum!")
+    store.add_fact("ana", "likes", "strawberries", t1)
+    s2 = store.start_session("ben")
+    store.add_turn(s2, "ben", "I like trains", "Choo choo!")
+    assert [t.heard for t in store.recent_turns("ana", 5)] == ["I love strawberries and my dog Rex"]
+    assert [f.value for f in store.facts("ben")] == []
+    assert [t.id for t in store.search_turns("ana", "do you remember my strawberries")] == [t1]
+    assert store.search_turns("ben", "strawberries") == []
+    store.add_fact("ana", "name", "Ana", t1)
+    store.add_fact("ana", "name", "Anna", t1)  # single-valued: the newer replaces the older
+    assert [f.value for f in store.facts("ana") if f.kind == "name"] == ["Anna"]
+
+
+def test_erase_leaves_no_trace_in_the_database_files(tmp_path):
+    store = MemoryStore(tmp_path)
+    secret_words = ["Zebracorn", "Biscuitopolis", "Quokkaberry"]
+    s = store.start_session("zoe")
+    for i in range(50):
+        t = store.add_turn(s, "zoe", f"My dog is called {secret_words[i % 3]} number {i}", f"Hello {secret_words[0]}!")
+        store.add_fact("zoe", "pet", f"dog {secret_words[1]}", t)
+    store.add_alert("zoe", "disclosure", f"{secret_words[2]} said something")
+    keep = store.start_session("max")
+    store.add_turn(keep, "max", "I like Lighthouses", "Me too!")
+    assert store.erase_child("zoe")
+    files = [p for p in tmp_path.iterdir() if p.name.startswith(DB_NAME)]
+    assert files
+    blob = b"".join(p.read_bytes() for p in files).lower()
+    for word in secret_words:
+        assert word.lower().encode() not in blob, word
+    assert b"lighthouses" in blob  # the other child is untouched
+    assert store.integrity_ok()
+    store.erase_all()
+    blob = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith(DB_NAME)).lower()
+    assert b"lighthouses" not in blob
+    store.close()
+
+
+def test_retention_deletes_old_transcripts_but_keeps_facts(store):
+    s = store.start_session("leo")
+    t = store.add_turn(s, "leo", "My favourite animal is the octopus", "Cool!")
+    store.add_fact("leo", "favourite_animal", "octopus", t)
+    assert store.purge_expired(30, now=time.time() + 31 * 86400) == 1
+    assert store.recent_turns("leo", 5) == []
+    assert [f.value for f in store.facts("leo")] == ["octopus"]
+    assert store.facts("leo")[0].source_turn_id is None
+
+
+def test_a_newer_schema_or_a_corrupt_file_is_refused_with_a_code(tmp_path):
+    MemoryStore(tmp_path).close()
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(MemoryError_) as info:
+        MemoryStore(tmp_path)
+    assert info.value.code == "MEMORY_SCHEMA_TOO_NEW"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / DB_NAME).write_bytes(b"this is not a database" * 100)
+    with pytest.raises(MemoryError_) as info:
+        MemoryStore(bad)
+    assert info.value.code == "MEMORY_DB_CORRUPT"
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from companion.memory.store import MemoryStore
+store = MemoryStore(Path(sys.argv[1]))
+session = store.start_session("kid")
+i = 0
+while True:
+    turn = store.add_turn(session, "kid", f"utterance {sys.argv[2]}-{i}", "reply " * 20)
+    store.add_fact("kid", "likes", f"thing {i % 7}", turn)
+    print(turn, flush=True)
+    i += 1
+"""
+
+
+def test_kill_minus_nine_never_loses_an_acknowledged_turn(tmp_path):
+    rng = random.Random(1234)
+    acked: list[int] = []
+    iterations = int(os.environ.get("COMPANION_KILL_ITERATIONS", "200"))
+    for it in range(iterations):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(it)], stdout=subprocess.PIPE,
+                                text=True)
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # the writer is up and has acknowledged a turn
+        time.sleep(rng.uniform(0, 0.04))
+        proc.send_signal(signal.SIGKILL)
+        rest = proc.stdout.read()
+        proc.wait()
+        acked += [int(x) for x in (first + rest).split()]
+    store = MemoryStore(tmp_path)
+    assert store.integrity_ok()
+    stored = {row[0] for row in store._db.execute("SELECT id FROM turns")}
+    missing = [t for t in acked if t not in stored]
+    assert not missing, f"{len(missing)} acknowledged turns lost"
+    assert len(acked) >= iterations
+    store.close()
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Hi! My name is Maya and I am six.", {("name", "Maya"), ("age", "6")}),
+    ("My favourite animal is the octopus.", {("favourite_animal", "octopus")}),
+    ("My dog is called Biscuit.", {("pet", "dog Biscuit")}),
+    ("I have a cat named tom", {("pet", "cat Tom")}),
+    ("I'm scared of the dark.", {("fears", "the dark")}),
+    ("my best friend is sam", {("friend", "Sam")}),
+    ("I love strawberries.", {("likes", "strawberries")}),
+    ("I am sad today.", set()),
+    ("I'm so happy!", set()),
+    ("Why is the sky blue?", set()),
+])
+def test_fact_rules(text, expected):
+    assert {(f.kind, f.value) for f in extract_facts(text)} == expected
