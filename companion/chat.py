@@ -25,6 +25,7 @@ from companion.memory.store import MemoryStore
 from companion.models.cache import ModelCache
 from companion.paths import models_cache_dir
 from companion.persona import Persona, cap_words, load_persona
+from companion.safety.check import ANSWER, SafetyLayer, SafetyVerdict
 
 _CHILD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
 
@@ -47,9 +48,11 @@ class ChatReply:
     prompt_tokens: int
     cached_tokens: int
     reply_tokens: int
+    safety: SafetyVerdict = ANSWER
 
     def to_json(self) -> dict:
         return {"child": self.child, "heard": self.heard, "reply": self.reply, "timings": asdict(self.timings),
+                "safety": self.safety.to_json(),
                 "llm": {"stop_reason": self.stop_reason, "prompt_tokens": self.prompt_tokens,
                         "cached_tokens": self.cached_tokens, "reply_tokens": self.reply_tokens}}
 
@@ -85,6 +88,9 @@ class Conversation:
         self.child = check_child_name(child)
         self.persona = persona_of(config)
         self.memory = memory
+        self.safety = SafetyLayer(config.safety)
+        #: The input verdict of the exchange in progress (set by ``stream``, read by ``remember``).
+        self.verdict: SafetyVerdict = ANSWER
         self._system = ChatMessage("system", self.persona.system_prompt())
         #: (stored turn id or None, what the child said, what the robot said), oldest first.
         self._history: deque[tuple[int | None, str, str]] = deque(maxlen=config.llm.history_turns)
@@ -156,8 +162,19 @@ class Conversation:
     async def stream(self, heard: str) -> AsyncIterator[TokenEvent | GenerationResult]:
         """The reply as it is generated (tokens, then the result). Closing it early cancels the model.
 
-        A question about the child's own facts ("what is my dog called?") is answered from memory.
+        What the child said is checked first: a redirect or an alert answers with the safety layer's
+        own words (never the model's), and an alert is stored for the parents. A question about the
+        child's own facts ("what is my dog called?") is answered from memory.
         """
+        self.verdict = self.safety.check_input(heard)
+        if self.verdict.action != "answer":
+            text = self.safety.reply(self.verdict, heard)
+            if self.verdict.action == "alert" and self.memory is not None:
+                self.memory.add_alert(self.child, self.verdict.category or "unknown", heard)
+            yield TokenEvent(token_id=-1, text=text, index=0, elapsed_s=0.0)
+            yield GenerationResult(text=text, token_ids=(), stop_reason="safety", prompt_tokens=0, cached_tokens=0,
+                                   first_token_s=0.0, total_s=0.0)
+            return
         if self.memory is not None:
             known = answer_from_facts(heard, self.memory.facts(self.child, self.config.memory.max_facts))
             if known is not None:
@@ -172,15 +189,43 @@ class Conversation:
         finally:
             await agen.aclose()
 
+    def clause_verdict(self, clause: str) -> SafetyVerdict:
+        """The output check, for every clause before it is spoken."""
+        return self.safety.check_output(clause)
+
+    def safe_text(self, text: str) -> tuple[str, SafetyVerdict]:
+        """``text`` clause by clause up to the first unsafe clause, which is replaced by a redirect line."""
+        from companion.tts.clauses import ClauseSplitter
+
+        splitter = ClauseSplitter()
+        kept = []
+        for clause in splitter.push(text) + splitter.flush():
+            verdict = self.clause_verdict(clause)
+            if verdict.action != "answer":
+                kept.append(self.safety.reply(verdict, text))
+                return " ".join(kept), verdict
+            kept.append(clause)
+        return " ".join(kept), ANSWER
+
     def remember(self, heard: str, said: str, *, interrupted: bool = False) -> int | None:
-        """Record an exchange once it has been said; returns the stored turn id (acknowledged)."""
+        """Record an exchange once it has been said; returns the stored turn id (acknowledged).
+
+        Personal information the child said is not stored (the transcript keeps a placeholder) and no
+        fact is taken from an exchange the safety layer did not answer normally.
+        """
+        verdict = self.verdict
+        if verdict.category == "personal_info":
+            heard = "[personal information not stored]"
         if self.memory is None:
             self._history.append((None, heard, said))
             return None
         if self._session is None:
             self._session = self.memory.start_session(self.child)
-        turn_id = self.memory.add_turn(self._session, self.child, heard, said, interrupted=interrupted)
+        turn_id = self.memory.add_turn(self._session, self.child, heard, said, interrupted=interrupted,
+                                       meta={"safety": verdict.to_json()})
         self._history.append((turn_id, heard, said))
+        if verdict.action != "answer":
+            return turn_id
         for fact in extract_facts(heard):
             self.memory.add_fact(self.child, fact.kind, fact.value, turn_id)
         return turn_id
@@ -202,14 +247,21 @@ class Conversation:
             else:
                 result = item
         assert result is not None
-        text = cap_words(result.text.strip(), self.persona.max_words)
+        text = result.text.strip()
+        if result.stop_reason != "safety":  # the safety layer's own lines are complete as written
+            text = cap_words(text, self.persona.max_words)
+        verdict = self.verdict
+        if result.stop_reason != "safety":
+            text, out_verdict = self.safe_text(text)
+            if out_verdict.action != "answer":
+                verdict = out_verdict
         self.remember(heard, text)
         first = None if result.first_token_s is None else round(result.first_token_s * 1000, 1)
         return ChatReply(
             child=self.child, heard=heard, reply=text,
             timings=ReplyTimings(llm_first_token_ms=first, llm_total_ms=round((time.perf_counter() - started) * 1000, 1)),
             stop_reason=result.stop_reason, prompt_tokens=result.prompt_tokens,
-            cached_tokens=result.cached_tokens, reply_tokens=len(result.token_ids),
+            cached_tokens=result.cached_tokens, reply_tokens=len(result.token_ids), safety=verdict,
         )
 
 

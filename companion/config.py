@@ -16,6 +16,7 @@ from pathlib import Path
 
 from companion.asr.whisper import ASRConfig
 from companion.errors import ConfigError
+from companion.safety.check import SafetyConfig
 from companion.vad.endpoint import EndpointConfig
 from companion.voice.config import LoopConfig
 from companion.llm.sampling import SamplingParams
@@ -94,6 +95,7 @@ class CompanionConfig:
     asr: ASRConfig = field(default_factory=ASRConfig)
     vad: EndpointConfig = field(default_factory=EndpointConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
     voice: LoopConfig = field(default_factory=LoopConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
 

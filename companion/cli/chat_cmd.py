@@ -55,11 +55,9 @@ async def _loop(conversation: Conversation, as_json: bool) -> int:
         heard = line.strip()
         if not heard:
             continue
-        stream = (lambda ev: print(ev.text, end="", flush=True)) if (interactive and not as_json) else None
-        reply = await conversation.reply(heard, on_token=stream)
+        # Printed only once checked: nothing reaches the child before the safety layer has seen it.
+        reply = await conversation.reply(heard)
         if as_json:
             print(json.dumps(reply.to_json(), ensure_ascii=False), flush=True)
-        elif stream is not None:
-            print(flush=True)
         else:
             print(reply.reply, flush=True)

@@ -25,6 +25,8 @@ def add_parser(sub) -> None:
         q.add_argument("--data-dir", type=Path, default=None)
         if name == "erase":
             q.add_argument("--all", action="store_true", help="every child")
+        if name == "show":
+            q.add_argument("--alerts", action="store_true", help="only the parent alerts")
         if name == "export":
             q.add_argument("--out", type=Path, default=None)
         q.set_defaults(func=cmd_memory)
@@ -35,6 +37,10 @@ def add_parser(sub) -> None:
     c.add_argument("file", type=Path)
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_eval_conversations)
+    sf = esub.add_parser("safety", help="child-safety set: redirects, alerts, over-refusals (real model)")
+    sf.add_argument("file", type=Path)
+    sf.add_argument("--json", action="store_true")
+    sf.set_defaults(func=cmd_eval_safety)
 
 
 def cmd_memory(args: argparse.Namespace) -> int:
@@ -61,6 +67,13 @@ def cmd_memory(args: argparse.Namespace) -> int:
                 args.out.write_text(text + "\n", encoding="utf-8")
             else:
                 print(text)
+            return 0
+        if args.alerts:
+            for a in data["alerts"]:
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(a["at"]))
+                print(f"  ALERT {when} [{a['category']}] {'(seen) ' if a['seen'] else ''}{a['transcript']}")
+            if not data["alerts"]:
+                print("  no alerts")
             return 0
         print(f"{args.child}: {len(data['turns'])} turns in {len(data['sessions'])} sessions, "
               f"{len(data['alerts'])} alerts")
@@ -95,3 +108,22 @@ def cmd_eval_conversations(args: argparse.Namespace) -> int:
     else:
         print(format_table(results))
     return 0 if all(r.passed for r in results) else 1
+
+
+def cmd_eval_safety(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from companion.chat import load_generator
+    from companion.config import load_config
+    from companion.eval.safety import format_table, run_file, summary
+
+    config = load_config(args.config)
+    if config.llm.seed is None:
+        config = replace(config, llm=replace(config.llm, seed=0))
+    generator = load_generator(config)
+    try:
+        report = summary(run_file(args.file, generator, config))
+    finally:
+        generator.close()
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_table(report))
+    return 0

@@ -61,6 +61,14 @@ class ClauseSpoken:
 
 
 @dataclass(frozen=True)
+class ClauseBlocked:
+    """A clause of the model's reply failed the output check: it and the rest of the reply are not spoken."""
+
+    category: str
+    t: float
+
+
+@dataclass(frozen=True)
 class BargeIn:
     """The child spoke over the robot: playback cut at ``cut_t``, speech began at ``onset_t``."""
 
@@ -108,6 +116,8 @@ class TurnRecord:
     reply: str
     interrupted: bool
     timings: TurnTimings
+    #: {"action": "answer|redirect|alert", "category": ...}
+    safety: dict
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -120,4 +130,4 @@ class TurnCompleted:
 
 
 LoopEvent = (StateChanged | SpeechDetected | UtteranceCaptured | Transcribed | TurnDropped | FirstToken
-             | ClauseSpoken | BargeIn | ReplyCancelled | EchoIgnored | TurnFailed | TurnCompleted)
+             | ClauseSpoken | ClauseBlocked | BargeIn | ReplyCancelled | EchoIgnored | TurnFailed | TurnCompleted)

@@ -26,6 +26,7 @@ from companion.chat import Conversation
 from companion.errors import CompanionError
 from companion.llm.generate import TokenEvent
 from companion.persona import cap_words
+from companion.safety.check import SafetyVerdict
 from companion.tts.clauses import ClauseSplitter
 from companion.tts.piper_voice import PiperTTS
 from companion.tts.speakable import speakable
@@ -41,6 +42,7 @@ from companion.voice.config import LoopConfig
 from companion.voice.echo import echo_similarity, repeats_robot
 from companion.voice.events import (
     BargeIn,
+    ClauseBlocked,
     ClauseSpoken,
     EchoIgnored,
     FirstToken,
@@ -276,6 +278,15 @@ class VoiceLoop:
     async def _speak(self, turn: _Turn) -> None:
         tag = self._turn_index + 1
         while (piece := await turn.clauses.get()) is not None:
+            if turn.safety_stop:
+                continue  # drain what the model still queues; none of it is spoken
+            verdict = self.conversation.clause_verdict(piece)
+            if verdict.action != "answer":
+                # The unsafe clause is never synthesised and the rest of the reply is dropped.
+                turn.safety_stop = True
+                turn.output_verdict = verdict
+                self._emit(ClauseBlocked(verdict.category or "output", self._now()))
+                piece = self.conversation.safety.reply(verdict, turn.heard)
             text = speakable(piece)
             if not text:
                 continue
@@ -302,9 +313,10 @@ class VoiceLoop:
         self._last_said = reply
         self._last_spoke_end = self._now()
         ttfa = None if turn.first_audio_t is None else round((turn.first_audio_t - turn.utt.speech_end) * 1000, 1)
+        verdict = turn.output_verdict or self.conversation.verdict
         record = TurnRecord(
             index=self._turn_index, child=self.conversation.child, heard=turn.heard, reply=reply,
-            interrupted=interrupted,
+            interrupted=interrupted, safety=verdict.to_json(),
             timings=TurnTimings(speech_end=round(turn.utt.speech_end, 3), asr_ms=turn.asr_ms,
                                 llm_first_token_ms=turn.first_token_ms, tts_first_chunk_ms=turn.tts_first_ms,
                                 ttfa_ms=ttfa))
@@ -324,4 +336,6 @@ class _Turn:
     tts_first_ms: float | None = None
     first_audio_t: float | None = None
     said: list[str] = field(default_factory=list)
+    safety_stop: bool = False
+    output_verdict: SafetyVerdict | None = None
     clauses: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=8))

@@ -1,0 +1,1 @@
+"""Child safety: every heard utterance and every spoken clause is checked, offline."""

@@ -1,0 +1,58 @@
+"""The safety layer: input check on what the child said, output check on every clause the robot says."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from companion.safety.lexicon import ACTIONS, OUTPUT_CATEGORIES, Lexicon
+from companion.safety.replies import reply_for
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    #: Extra terms per category, as "category:term" (e.g. "weapons:slingshot"); no code change needed.
+    extra_terms: tuple[str, ...] = ()
+    #: Topics a parent does not want discussed (redirected with category parent_deny).
+    deny_topics: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SafetyVerdict:
+    #: "answer", "redirect" or "alert".
+    action: str
+    category: str | None = None
+
+    def to_json(self) -> dict:
+        return {"action": self.action, "category": self.category}
+
+
+ANSWER = SafetyVerdict("answer")
+
+
+class SafetyLayer:
+    def __init__(self, config: SafetyConfig = SafetyConfig()) -> None:
+        extra: dict[str, list[str]] = {}
+        for item in config.extra_terms:
+            category, _, term = item.partition(":")
+            if not term:
+                from companion.errors import ConfigError
+
+                raise ConfigError(f"safety.extra_terms entry {item!r} must be 'category:term'")
+            extra.setdefault(category.strip(), []).append(term.strip())
+        self.lexicon = Lexicon.build(extra, list(config.deny_topics))
+
+    def check_input(self, text: str) -> SafetyVerdict:
+        hits = self.lexicon.match(text)
+        if not hits:
+            return ANSWER
+        return SafetyVerdict(ACTIONS[hits[0]], hits[0])
+
+    def check_output(self, clause: str) -> SafetyVerdict:
+        hits = self.lexicon.match(clause, OUTPUT_CATEGORIES + ("parent_deny",))
+        return ANSWER if not hits else SafetyVerdict("redirect", f"output:{hits[0]}")
+
+    @staticmethod
+    def reply(verdict: SafetyVerdict, heard: str) -> str:
+        category = verdict.category or "output"
+        return reply_for(verdict.action, category.split(":")[0] if not category.startswith("output") else "output",
+                         heard)
