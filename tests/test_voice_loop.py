@@ -74,8 +74,9 @@ def test_three_scripted_turns_have_all_timings(voice_models, voice_config, tmp_p
         assert 0 < t.ttfa_ms < 10_000
     # The turn's event sequence: listening -> thinking -> speaking -> listening, in that order.
     states = [e.state for e in result.events if isinstance(e, StateChanged)]
-    first_turn = states[:states.index(LoopState.LISTENING) + 1]
-    assert first_turn == [LoopState.HEARING, LoopState.THINKING, LoopState.SPEAKING, LoopState.LISTENING]
+    i = states.index(LoopState.THINKING)
+    assert states[i - 1:i + 3] == [LoopState.HEARING, LoopState.THINKING, LoopState.SPEAKING, LoopState.LISTENING]
+    assert states.count(LoopState.SPEAKING) == 3
     assert len((tmp_path / "turns.jsonl").read_text().splitlines()) == 3
 
 
