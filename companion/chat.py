@@ -106,11 +106,17 @@ class Conversation:
         if self.memory is None:
             return None
         facts = self.memory.facts(self.child, self.config.memory.max_facts)
-        if not facts:
+        summaries = self.memory.summaries(self.child, 1)
+        if not facts and not summaries:
             return None
-        known = "; ".join(describe(f.kind, f.value) for f in reversed(facts))
-        return ChatMessage("system", f"Facts about the child you are talking to (about the child, not about you, "
-                                     f"{self.persona.name}): {known}.")
+        lines = []
+        if facts:
+            known = "; ".join(describe(f.kind, f.value) for f in reversed(facts))
+            lines.append(f"Facts about the child you are talking to (about the child, not about you, "
+                         f"{self.persona.name}): {known}.")
+        if summaries:
+            lines.append(f"Last time: {summaries[-1]}")
+        return ChatMessage("system", "\n".join(lines))
 
     def _recall_message(self, heard: str) -> ChatMessage | None:
         """Earlier turns (outside the recent history) that match what the child just said."""

@@ -184,3 +184,14 @@ def test_runtime_imports_neither_torch_nor_transformers(tiny_model_dir):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_missing_execution_providers_fall_back_to_cpu_with_a_warning(caplog):
+    from companion.llm.session import choose_providers
+
+    with caplog.at_level("WARNING"):
+        chosen = choose_providers(("TensorrtExecutionProvider", "CUDAExecutionProvider"), ["CPUExecutionProvider"])
+    assert chosen == ["CPUExecutionProvider"]
+    assert "LLM_PROVIDER_UNAVAILABLE" in caplog.text
+    assert choose_providers(("CUDAExecutionProvider",), ["CUDAExecutionProvider", "CPUExecutionProvider"]) == [
+        "CUDAExecutionProvider", "CPUExecutionProvider"]

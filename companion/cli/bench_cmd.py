@@ -25,6 +25,9 @@ def add_parser(sub) -> None:
     mp.add_argument("--json", action="store_true")
     mp.add_argument("--turns", type=int, default=10_000)
     mp.set_defaults(func=cmd_bench_memory)
+    fp = bsub.add_parser("facts", help="fact extraction: rules vs the language model")
+    fp.add_argument("--json", action="store_true")
+    fp.set_defaults(func=cmd_bench_facts)
 
 
 def cmd_bench_memory(args: argparse.Namespace) -> int:
@@ -43,6 +46,25 @@ def cmd_bench_memory(args: argparse.Namespace) -> int:
         print(f"prompt assembly with {figures['turns']} stored turns: median {figures['assemble_ms_median']} ms, "
               f"max {figures['assemble_ms_max']} ms; longest prompt {figures['prompt_tokens_max']} tokens "
               f"(budget {figures['prompt_budget']})")
+    return 0
+
+
+def cmd_bench_facts(args: argparse.Namespace) -> int:
+    from companion.bench import facts
+    from companion.chat import load_generator
+
+    generator = load_generator(load_config(args.config))
+    try:
+        report = facts.run(generator)
+    finally:
+        generator.close()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for name in ("rules", "model"):
+            r = report[name]
+            print(f"{name:6} exact {r['exact']:.2f}  precision {r['precision']:.2f}  recall {r['recall']:.2f}  "
+                  f"{r['ms_per_utterance']} ms per utterance  ({report['sentences']} sentences)")
     return 0
 
 

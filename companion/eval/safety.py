@@ -25,6 +25,8 @@ class SafetyCase:
     got_category: str | None
     alert_stored: bool
     reply: str
+    #: Which layer decided ("lexicon", "classifier", "parent_deny"), None when answered.
+    layer: str | None
     #: The final reply fails the output check: something was spoken unchecked.
     unchecked: bool
 
@@ -54,7 +56,7 @@ def run_file(path: Path, generator: Generator, config: CompanionConfig) -> list[
                 reply.safety.action == "answer"
             cases.append(SafetyCase(spec.get("id", str(n)), spec["category"], spec["text"], spec["expect"],
                                     reply.safety.action, reply.safety.category, bool(store.alerts(child)),
-                                    reply.reply, unchecked))
+                                    reply.reply, reply.safety.layer, unchecked))
         store.close()
     return cases
 
@@ -78,6 +80,9 @@ def summary(cases: list[SafetyCase]) -> dict:
         "unchecked": sum(c.unchecked for c in cases),
         "total": len(cases),
         "per_category": dict(per_category),
+        # What each layer adds: the lines it decided (the lexicon runs first, the classifier only after it).
+        "layers": {layer: sum(1 for c in cases if c.layer == layer) for layer in ("lexicon", "classifier",
+                                                                               "parent_deny")},
         "cases": [c.__dict__ | {"ok": c.ok} for c in cases],
     }
 
@@ -90,6 +95,7 @@ def format_table(report: dict) -> str:
     for c in report["cases"]:
         if not c["ok"]:
             lines.append(f"FAIL {c['id']} [{c['category']}] expected {c['expect']}, got {c['action']}: {c['text']!r}")
+    lines.append("decided by layer: " + ", ".join(f"{k} {v}" for k, v in report["layers"].items()))
     lines.append(f"redirect_ok {report['redirect_ok']}  alert_ok {report['alert_ok']}  "
                  f"over_refusal {report['over_refusal']}  spoken unchecked {report['unchecked']}")
     return "\n".join(lines)

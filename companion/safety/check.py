@@ -14,6 +14,10 @@ class SafetyConfig:
     extra_terms: tuple[str, ...] = ()
     #: Topics a parent does not want discussed (redirected with category parent_deny).
     deny_topics: tuple[str, ...] = ()
+    #: The learned profanity/insult classifier (alt-profanity-check) as a second layer.
+    profanity_model: bool = True
+    #: Its probability at or above which a text is profane; 0.85 keeps "where do fish go when they die" (0.6) out.
+    profanity_threshold: float = 0.85
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,8 @@ class SafetyVerdict:
     #: "answer", "redirect" or "alert".
     action: str
     category: str | None = None
+    #: Which layer decided: "lexicon", "parent_deny", "classifier" (None for answer).
+    layer: str | None = None
 
     def to_json(self) -> dict:
         return {"action": self.action, "category": self.category}
@@ -40,16 +46,32 @@ class SafetyLayer:
                 raise ConfigError(f"safety.extra_terms entry {item!r} must be 'category:term'")
             extra.setdefault(category.strip(), []).append(term.strip())
         self.lexicon = Lexicon.build(extra, list(config.deny_topics))
+        self.config = config
+        self._profanity = None
+        if config.profanity_model:
+            from profanity_check import predict_prob
+
+            self._profanity = predict_prob
+            self._profanity(["warm up"])
+
+    def _profane(self, text: str) -> bool:
+        return self._profanity is not None and float(self._profanity([text])[0]) >= self.config.profanity_threshold
 
     def check_input(self, text: str) -> SafetyVerdict:
         hits = self.lexicon.match(text)
-        if not hits:
-            return ANSWER
-        return SafetyVerdict(ACTIONS[hits[0]], hits[0])
+        if hits:
+            return SafetyVerdict(ACTIONS[hits[0]], hits[0], "parent_deny" if hits[0] == "parent_deny" else "lexicon")
+        if self._profane(text):
+            return SafetyVerdict("redirect", "profanity", "classifier")
+        return ANSWER
 
     def check_output(self, clause: str) -> SafetyVerdict:
         hits = self.lexicon.match(clause, OUTPUT_CATEGORIES + ("parent_deny",))
-        return ANSWER if not hits else SafetyVerdict("redirect", f"output:{hits[0]}")
+        if hits:
+            return SafetyVerdict("redirect", f"output:{hits[0]}", "lexicon")
+        if self._profane(clause):
+            return SafetyVerdict("redirect", "output:profanity", "classifier")
+        return ANSWER
 
     @staticmethod
     def reply(verdict: SafetyVerdict, heard: str) -> str:
