@@ -56,7 +56,8 @@ class SimulatedMicrophone:
 
     def __init__(self, segments: list[Segment], *, idle: Callable[[], bool], player: Player | None = None,
                  echo_gain: float = 0.0, echo_delay_s: float = 0.03, tail_s: float = 1.5,
-                 max_wait_s: float = 120.0, noise_floor: float = 0.0, seed: int = 0, realtime: bool = True) -> None:
+                 max_wait_s: float = 120.0, noise_floor: float = 0.0, seed: int = 0, realtime: bool = True,
+                 endless: bool = False) -> None:
         self.segments = segments
         self._idle = idle
         self._player = player
@@ -68,6 +69,8 @@ class SimulatedMicrophone:
         self._rng = np.random.default_rng(seed)
         #: False: frames as fast as the loop takes them (only for runs where the robot never answers).
         self.realtime = realtime
+        #: After the last segment, go on with silence until cancelled (a service fed from files).
+        self.endless = endless
         self.log = SimulationLog()
         self._n = int(PIPELINE_RATE * CHUNK_S)
         self._sent = 0
@@ -135,5 +138,9 @@ class SimulatedMicrophone:
                 for i in range(0, chunk.size, self._n):
                     yield await self._emit(chunk[i:i + self._n])
             self.log.segment_ends.append(self._now_t())
+        if self.endless:
+            silent = np.zeros(self._n, dtype=np.float32)
+            while True:
+                yield await self._emit(silent)
         async for f in self._silence_until(self._idle, self.tail_s):
             yield f

@@ -31,6 +31,10 @@ def add_parser(sub) -> None:
     r = sub.add_parser("run", help="the robot: live microphone and speaker")
     r.add_argument("--child", default=None)
     r.add_argument("--data-dir", type=Path, default=None)
+    r.add_argument("--service", action="store_true",
+                   help="run as a systemd service: READY/STATUS/WATCHDOG/STOPPING on NOTIFY_SOCKET")
+    r.add_argument("--simulate", type=Path, nargs="+", default=None, metavar="AUDIO",
+                   help="use these audio files as the microphone (then silence) and a simulated speaker")
     r.set_defaults(func=cmd_run)
 
 
@@ -85,8 +89,60 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from companion.voice.live import run_live
-
     config = _config(args)
     child = check_child_name(args.child or config.children.default)
-    return run_live(config, child, MemoryStore(args.data_dir or default_data_dir()))
+    memory = MemoryStore(args.data_dir or default_data_dir())
+    if not args.service and not args.simulate:
+        from companion.voice.live import run_live
+
+        return run_live(config, child, memory)
+    return _run_service(config, child, memory, args.simulate)
+
+
+def _run_service(config: CompanionConfig, child: str, memory: MemoryStore, simulate: list[Path] | None) -> int:
+    import asyncio
+
+    from companion.audio.sinks import SimulatedSpeaker
+    from companion.audio.sources import SimulatedMicrophone
+    from companion.service.notify import Notifier
+    from companion.service.runner import install_stop_signals, serve
+    from companion.voice.runtime import load_voice_models
+
+    notifier = Notifier()
+    notifier.status("loading models")
+    if simulate is None:
+        from companion.audio.devices import MicrophoneSource, SpeakerPlayer, find_device, sounddevice
+        from companion.voice.live import _output_rate
+
+        sd = sounddevice()
+        devices = [dict(d) for d in sd.query_devices()]
+        mic = find_device(devices, config.audio.input_device, "input", sd.default.device[0])
+        speaker = find_device(devices, config.audio.output_device, "output", sd.default.device[1])
+    else:
+        for path in simulate:
+            from companion.audio.files import read_chunks
+
+            next(iter(read_chunks(path, chunk_samples=1600)))
+    models = load_voice_models(config)
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        if simulate is None:
+            player = SpeakerPlayer(speaker, _output_rate(speaker, models.tts.rate))
+            source = MicrophoneSource(mic)
+            frames = lambda _loop: source.frames()  # noqa: E731
+        else:
+            player = SimulatedSpeaker(models.tts.rate)
+            frames = lambda loop: SimulatedMicrophone([Segment(p, label=p.name) for p in simulate],  # noqa: E731
+                                                      idle=loop.is_idle, player=player, endless=True).frames()
+        return await serve(models, config, child, memory, frames, player, notifier, stop=stop)
+
+    try:
+        turns = asyncio.run(main())
+    finally:
+        models.close()
+        memory.close()
+        notifier.close()
+    print(f"stopped after {turns} turns")
+    return 0

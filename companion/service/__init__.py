@@ -1,0 +1,1 @@
+"""Running as a boot-time appliance: systemd notify protocol, watchdog heartbeat, graceful stop."""
