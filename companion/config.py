@@ -78,11 +78,22 @@ class ChildrenConfig:
 
 
 @dataclass(frozen=True)
+class HardwareConfig:
+    #: "auto" (from the board) or a profile name in hardware/.
+    profile: str = "auto"
+    #: Board power while talking (from the profile), for energy estimates.
+    power_watts: float = 10.0
+
+
+@dataclass(frozen=True)
 class AudioConfig:
-    #: Microphone: a device name fragment or index; None = the system default.
+    #: Microphone: a device name fragment or index; None = a hint below, else the system default.
     input_device: str | None = None
-    #: Speaker: a device name fragment or index; None = the system default.
+    #: Speaker: a device name fragment or index; None = a hint below, else the system default.
     output_device: str | None = None
+    #: Name fragments tried in order when no device is named (from the hardware profile).
+    input_hints: tuple[str, ...] = ()
+    output_hints: tuple[str, ...] = ()
     #: Keep the child's audio on disk? Never, unless a parent turns this on.
     save_audio: bool = False
 
@@ -96,6 +107,7 @@ class CompanionConfig:
     vad: EndpointConfig = field(default_factory=EndpointConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
     voice: LoopConfig = field(default_factory=LoopConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
 
@@ -168,19 +180,27 @@ def default_config_path() -> Path:
 
 def load_config(path: Path | None = None) -> CompanionConfig:
     """The config from ``path`` (default: COMPANION_CONFIG or configs/companion.toml)."""
+    from companion.hardware import merge, profile_defaults
+
     explicit = path is not None or "COMPANION_CONFIG" in os.environ
     path = path or default_config_path()
-    if not path.is_file():
-        if explicit:
-            raise ConfigError(f"config file {path} does not exist")
-        return CompanionConfig()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path} is not valid TOML: {err}") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read config {path}: {err}") from err
-    config = CompanionConfig.from_dict(data)
+    data: dict = {}
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path} is not valid TOML: {err}") from err
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read config {path}: {err}") from err
+    elif explicit:
+        raise ConfigError(f"config file {path} does not exist")
+    hardware = data.get("hardware", {})
+    choice = hardware.get("profile", "auto") if isinstance(hardware, dict) else "auto"
+    # The board's profile gives the defaults; whatever the file says wins.
+    defaults = profile_defaults(choice)
+    merged = merge(defaults, data)
+    merged["hardware"] = {**merged["hardware"], "profile": defaults["hardware"]["profile"]}  # "auto" resolved
+    config = CompanionConfig.from_dict(merged)
     # Sampling params validate their own ranges; surface them as config errors at load time.
     try:
         config.llm.sampling()

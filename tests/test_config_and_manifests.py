@@ -84,3 +84,23 @@ def test_unknown_model_name_is_coded():
     with pytest.raises(ModelError) as info:
         select(load_manifests(manifests_dir()), ["no-such-model"])
     assert info.value.code == "MODEL_UNKNOWN"
+
+
+def test_hardware_profiles_are_detected_and_the_config_file_wins(tmp_path):
+    from companion.hardware import detect, profile_defaults
+
+    assert detect("Raspberry Pi 5 Model B Rev 1.0") == "raspberry-pi-5"
+    assert detect("NVIDIA Jetson Orin Nano Developer Kit") == "jetson-orin-nano"
+    assert detect("") == "generic-x86"
+    pi = profile_defaults("raspberry-pi-5")
+    assert pi["llm"]["threads"] == 3 and pi["asr"]["model"] == "whisper-tiny-en"
+    jetson = profile_defaults("jetson-orin-nano")
+    assert jetson["llm"]["providers"][-1] == "CPUExecutionProvider"  # CPU is always the last fallback
+    path = tmp_path / "c.toml"
+    path.write_text('[hardware]\nprofile = "raspberry-pi-5"\n[llm]\nthreads = 1\n')
+    config = load_config(path)
+    assert config.hardware.profile == "raspberry-pi-5" and config.asr.model == "whisper-tiny-en"
+    assert config.llm.threads == 1  # the file wins over the profile
+    path.write_text('[hardware]\nprofile = "toaster"\n')
+    with pytest.raises(ConfigError):
+        load_config(path)

@@ -129,3 +129,49 @@ def test_watchdog_pings_stop_while_a_stage_hangs(voice_models, voice_config, not
     assert healthy[0].startswith("READY=1") and "WATCHDOG=1" in healthy
     assert "WATCHDOG=1" not in hung, hung
     assert "WATCHDOG=1" in recovered
+
+
+def test_doctor_reports_a_missing_model_and_a_missing_microphone(tmp_path):
+    env = {**os.environ, "COMPANION_MODELS_DIR": str(tmp_path / "empty-cache")}
+    proc = subprocess.run([sys.executable, "-m", "companion", "doctor", "--data-dir", str(tmp_path / "data")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("FAIL") and "model llm" in line and "companion models prepare" in line
+               for line in lines), proc.stdout
+    assert any(line.startswith("FAIL") and "microphone" in line and
+               any(code in line for code in ("AUDIO_BACKEND_MISSING", "AUDIO_NO_MICROPHONE")) for line in lines)
+    assert any(line.startswith("ok") and "config" in line for line in lines)
+
+
+@pytest.mark.real_model
+def test_killed_during_a_turn_the_service_restarts_with_memory_intact(real_cache, notify_socket, tmp_path):
+    path, sock = notify_socket
+    env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000", "HF_HUB_OFFLINE": "1"}
+    data = tmp_path / "data"
+    cmd = [sys.executable, "-m", "companion", "run", "--service", "--data-dir", str(data), "--simulate", str(JFK)]
+    # First run: let one turn finish, then kill -9 in the middle of the next reply.
+    proc = subprocess.Popen(cmd + [str(JFK)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen, deadline = [], time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        seen += _drain(sock, time.monotonic() + 0.3)
+        done = sum("turns with" in m for m in seen)
+        if done >= 1 and sum("talking with" in m for m in seen) >= 2:
+            break
+    proc.kill()
+    proc.wait()
+    from companion.memory.store import MemoryStore
+
+    store = MemoryStore(data)
+    assert store.integrity_ok()
+    assert store.count_turns("child") >= 1  # the acknowledged turn survived
+    store.close()
+    # Restart: back to READY.
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    again, deadline = [], time.monotonic() + 120
+    while time.monotonic() < deadline and not any(m.startswith("READY=1") for m in again):
+        again += _drain(sock, time.monotonic() + 0.3)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert any(m.startswith("READY=1") for m in again)

@@ -33,12 +33,18 @@ def sounddevice():
     return sd
 
 
-def find_device(devices: list[dict], hint: str | int | None, kind: str, default: int | None) -> int:
-    """Index of the device matching ``hint`` (index or name fragment) with ``kind`` channels, else the default."""
+def find_device(devices: list[dict], hint: str | int | None, kind: str, default: int | None,
+                hints: tuple[str, ...] = ()) -> int:
+    """Index of the device matching ``hint`` (index or name fragment) with ``kind`` channels; with no hint,
+    the first of the profile's ``hints`` that is present, else the default."""
     key = "max_input_channels" if kind == "input" else "max_output_channels"
     usable = [(i, d) for i, d in enumerate(devices) if d.get(key, 0) > 0]
     names = ", ".join(f"{i}: {d['name']}" for i, d in usable) or "none"
     if hint is None or hint == "":
+        for soft in hints:
+            for i, d in usable:
+                if soft.lower() in d["name"].lower():
+                    return i
         if default is not None and default >= 0 and any(i == default for i, _ in usable):
             return default
         if usable:
@@ -57,24 +63,32 @@ def find_device(devices: list[dict], hint: str | int | None, kind: str, default:
 
 
 class MicrophoneSource:
-    """16 kHz mono frames from a sound card; overflows are counted, never silently ignored."""
+    """16 kHz mono frames from a sound card; overflows are counted, never silently ignored.
 
-    def __init__(self, device: int, *, block_s: float = 0.02, max_queued: int = 250) -> None:
+    A microphone that stops delivering (no callback for ``stall_s``) or errors is closed,
+    PortAudio is re-initialised, and it is reopened every ``retry_s`` until it is back (a USB
+    microphone pulled out and put back); the loop never sees an exception for it.
+    """
+
+    def __init__(self, device: int, *, block_s: float = 0.02, max_queued: int = 250, stall_s: float = 2.0,
+                 retry_s: float = 3.0, backend=None, resolve=None) -> None:
         self.device = device
         self.block_s = block_s
         self.max_queued = max_queued  # 5 s at 20 ms: the bound on audio waiting for the loop
+        self.stall_s = stall_s
+        self.retry_s = retry_s
         self.overflows = 0
+        self.reconnects = 0
+        self._backend = backend
+        #: Finds the device again after a reconnect (its index can change); default: the same index.
+        self._resolve = resolve or (lambda: self.device)
 
-    async def frames(self) -> AsyncIterator[AudioFrame]:
-        sd = sounddevice()
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[np.ndarray] = asyncio.Queue()
-        info = sd.query_devices(self.device, "input")
+    def _open(self, sd, loop, queue):
         rate = PIPELINE_RATE
         try:
             sd.check_input_settings(device=self.device, samplerate=PIPELINE_RATE, channels=1, dtype="float32")
         except Exception:  # noqa: BLE001 - the device cannot do 16 kHz: record at its own rate, resample
-            rate = int(info["default_samplerate"])
+            rate = int(sd.query_devices(self.device, "input")["default_samplerate"])
 
         def put(samples: np.ndarray) -> None:
             if queue.qsize() >= self.max_queued:
@@ -87,34 +101,73 @@ class MicrophoneSource:
                 self.overflows += 1
             loop.call_soon_threadsafe(put, indata[:, 0].copy())
 
-        resampler = None
-        if rate != PIPELINE_RATE:
-            import av
+        stream = sd.InputStream(device=self.device, samplerate=rate, channels=1, dtype="float32",
+                                blocksize=int(rate * self.block_s), callback=callback)
+        stream.start()
+        return stream, rate
 
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=PIPELINE_RATE)
+    async def _reopen(self, sd, loop, queue):
+        while True:
+            try:
+                sd._terminate()
+                sd._initialize()
+                self.device = self._resolve()
+                opened = self._open(sd, loop, queue)
+                self.reconnects += 1
+                log.warning("[AUDIO_INPUT_BACK] microphone %s is back", self.device)
+                return opened
+            except Exception as err:  # noqa: BLE001 - PortAudio says "no device" in many ways
+                log.warning("[AUDIO_INPUT_LOST] microphone unavailable (%s); retrying in %.0f s", err, self.retry_s)
+                await asyncio.sleep(self.retry_s)
+
+    async def frames(self) -> AsyncIterator[AudioFrame]:
+        sd = self._backend or sounddevice()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[np.ndarray] = asyncio.Queue()
+        try:
+            stream, rate = self._open(sd, loop, queue)
+        except Exception as err:  # noqa: BLE001
+            raise AudioDeviceError(f"cannot open microphone {self.device}: {err}", code="AUDIO_INPUT_FAILED") from err
+        resampler = None
         sent = 0
         t0 = None
         try:
-            stream = sd.InputStream(device=self.device, samplerate=rate, channels=1, dtype="float32",
-                                    blocksize=int(rate * self.block_s), callback=callback)
-        except Exception as err:  # noqa: BLE001
-            raise AudioDeviceError(f"cannot open microphone {info['name']!r}: {err}", code="AUDIO_INPUT_FAILED") from err
-        with stream:
             while True:
-                samples = await queue.get()
-                if resampler is not None:
+                try:
+                    samples = await asyncio.wait_for(queue.get(), self.stall_s)
+                except asyncio.TimeoutError:
+                    log.warning("[AUDIO_INPUT_LOST] no audio from microphone %s for %.1f s; reopening",
+                                self.device, self.stall_s)
+                    _close(stream)
+                    stream, rate = await self._reopen(sd, loop, queue)
+                    resampler = None
+                    continue
+                if rate != PIPELINE_RATE:
                     import av
 
+                    if resampler is None:
+                        resampler = av.AudioResampler(format="flt", layout="mono", rate=PIPELINE_RATE)
                     frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
                     frame.sample_rate = rate
                     parts = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
                     samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
                 if samples.size == 0:
                     continue
-                if t0 is None:
-                    t0 = loop.time() - samples.size / PIPELINE_RATE
+                now = loop.time()
+                if t0 is None or now - (t0 + sent / PIPELINE_RATE) > 1.0:  # first block, or after a gap
+                    t0, sent = now - samples.size / PIPELINE_RATE, 0
                 yield AudioFrame.of(samples, PIPELINE_RATE, t0 + sent / PIPELINE_RATE)
                 sent += samples.size
+        finally:
+            _close(stream)
+
+
+def _close(stream) -> None:
+    try:
+        stream.stop()
+        stream.close()
+    except Exception:  # noqa: BLE001 - a vanished device may fail to close; it is gone either way
+        pass
 
 
 class SpeakerPlayer(Player):

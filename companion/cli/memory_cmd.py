@@ -31,6 +31,10 @@ def add_parser(sub) -> None:
             q.add_argument("--out", type=Path, default=None)
         q.set_defaults(func=cmd_memory)
 
+    d = sub.add_parser("doctor", help="check models, audio, config, disk, execution providers")
+    d.add_argument("--data-dir", type=Path, default=None)
+    d.set_defaults(func=cmd_doctor)
+
     e = sub.add_parser("eval", help="evaluation sets")
     esub = e.add_subparsers(dest="eval_command", required=True)
     c = esub.add_parser("conversations", help="scripted conversations with checks (real model, fresh memory)")
@@ -127,3 +131,13 @@ def cmd_eval_safety(args: argparse.Namespace) -> int:
         generator.close()
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_table(report))
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from companion.doctor import format_findings, run_checks
+
+    findings = run_checks(args.config, args.data_dir or default_data_dir())
+    print(format_findings(findings))
+    failed = [f for f in findings if f.level == "fail"]
+    print(f"\n{len(failed)} problem(s)" if failed else "\nall good")
+    return 1 if failed else 0

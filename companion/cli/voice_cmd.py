@@ -116,8 +116,8 @@ def _run_service(config: CompanionConfig, child: str, memory: MemoryStore, simul
 
         sd = sounddevice()
         devices = [dict(d) for d in sd.query_devices()]
-        mic = find_device(devices, config.audio.input_device, "input", sd.default.device[0])
-        speaker = find_device(devices, config.audio.output_device, "output", sd.default.device[1])
+        mic = find_device(devices, config.audio.input_device, "input", sd.default.device[0], config.audio.input_hints)
+        speaker = find_device(devices, config.audio.output_device, "output", sd.default.device[1], config.audio.output_hints)
     else:
         for path in simulate:
             from companion.audio.files import read_chunks
@@ -130,7 +130,9 @@ def _run_service(config: CompanionConfig, child: str, memory: MemoryStore, simul
         install_stop_signals(stop)
         if simulate is None:
             player = SpeakerPlayer(speaker, _output_rate(speaker, models.tts.rate))
-            source = MicrophoneSource(mic)
+            source = MicrophoneSource(mic, resolve=lambda: find_device(
+                [dict(d) for d in sd.query_devices()], config.audio.input_device, "input", sd.default.device[0],
+                config.audio.input_hints))
             frames = lambda _loop: source.frames()  # noqa: E731
         else:
             player = SimulatedSpeaker(models.tts.rate)

@@ -18,8 +18,8 @@ def run_live(config: CompanionConfig, child: str, memory) -> int:
     sd = sounddevice()
     devices = [dict(d) for d in sd.query_devices()]
     default_in, default_out = sd.default.device
-    mic = find_device(devices, config.audio.input_device, "input", default_in)
-    speaker = find_device(devices, config.audio.output_device, "output", default_out)
+    mic = find_device(devices, config.audio.input_device, "input", default_in, config.audio.input_hints)
+    speaker = find_device(devices, config.audio.output_device, "output", default_out, config.audio.output_hints)
     models = load_voice_models(config)
     try:
         asyncio.run(_live(models, config, child, mic, speaker, memory))
@@ -50,7 +50,10 @@ def _print_event(event) -> None:
 async def _live(models, config: CompanionConfig, child: str, mic_index: int, speaker_index: int, memory) -> None:
     player = SpeakerPlayer(speaker_index, _output_rate(speaker_index, models.tts.rate))
     loop = new_loop(models, config, child, player, on_event=_print_event, memory=memory)
-    source = MicrophoneSource(mic_index)
+    sd = sounddevice()
+    source = MicrophoneSource(mic_index, resolve=lambda: find_device(
+        [dict(d) for d in sd.query_devices()], config.audio.input_device, "input", sd.default.device[0],
+        config.audio.input_hints))
     task = asyncio.current_task()
     aio = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

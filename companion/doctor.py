@@ -1,0 +1,136 @@
+"""``companion doctor``: is this robot ready? One actionable line per check; non-zero exit on a problem."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from companion.errors import CompanionError
+
+MIN_FREE_BYTES = 500_000_000
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # "ok" | "warn" | "fail"
+    check: str
+    detail: str
+
+
+def run_checks(config_path: Path | None, data_dir: Path) -> list[Finding]:
+    from companion.config import load_config
+
+    out: list[Finding] = []
+    try:
+        config = load_config(config_path)
+    except CompanionError as err:
+        return [Finding("fail", "config", f"[{err.code}] {err.message}")]
+    out.append(Finding("ok", "config", "configuration is valid"))
+
+    from companion.hardware import describe
+
+    out.append(Finding("ok", "hardware", f"profile {config.hardware.profile} ({describe()}); "
+                                         f"llm threads {config.llm.threads}, asr {config.asr.model} "
+                                         f"{config.asr.device}/{config.asr.compute_type}"))
+    out += _models(config)
+    out += _providers(config)
+    out += _audio(config)
+    out += _storage(data_dir)
+    return out
+
+
+def _models(config) -> list[Finding]:
+    from companion.chat import persona_of
+    from companion.models.cache import ModelCache
+    from companion.models.manifest import load_manifests
+    from companion.models.prepare import verify
+    from companion.paths import manifests_dir, models_cache_dir
+
+    cache = ModelCache(models_cache_dir())
+    manifests = load_manifests(manifests_dir())
+    out = []
+    try:
+        voice = persona_of(config).voice
+    except CompanionError as err:
+        return [Finding("fail", "persona", f"[{err.code}] {err.message}")]
+    for role, name in (("llm", config.llm.model), ("asr", config.asr.model), ("tts", voice), ("vad", config.vad.model)):
+        if name in manifests:
+            problems = verify(manifests[name], cache)
+        elif cache.record(name) is not None:
+            from companion.models.prepare import check_files
+
+            problems = check_files(cache.get(name))
+        else:
+            out.append(Finding("fail", f"model {role}", f"{name} is neither in models/ nor imported"))
+            continue
+        if not problems:
+            out.append(Finding("ok", f"model {role}", f"{name} prepared, checksums match"))
+        elif problems == ["not prepared"]:
+            out.append(Finding("fail", f"model {role}", f"{name} is not prepared in {cache.root}; run "
+                                                         f"`companion models prepare {name}`"))
+        else:
+            out.append(Finding("fail", f"model {role}", f"{name}: {problems[0]}; run `companion models prepare "
+                                                         f"{name}`"))
+    return out
+
+
+def _providers(config) -> list[Finding]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    missing = [p for p in config.llm.providers if p not in available]
+    if missing:
+        return [Finding("warn", "execution providers", f"{', '.join(missing)} not in this onnxruntime build "
+                                                       f"(has {', '.join(available)}); the CPU will be used. "
+                                                       f"See hardware/jetson.md")]
+    return [Finding("ok", "execution providers", ", ".join(config.llm.providers))]
+
+
+def _audio(config) -> list[Finding]:
+    from companion.audio.devices import find_device, sounddevice
+
+    try:
+        sd = sounddevice()
+        devices = [dict(d) for d in sd.query_devices()]
+        default_in, default_out = sd.default.device
+    except CompanionError as err:
+        return [Finding("fail", "microphone", f"[{err.code}] {err.message}"),
+                Finding("fail", "speaker", f"[{err.code}] {err.message}")]
+    out = []
+    for kind, label, hint, default, hints in (
+            ("input", "microphone", config.audio.input_device, default_in, config.audio.input_hints),
+            ("output", "speaker", config.audio.output_device, default_out, config.audio.output_hints)):
+        try:
+            idx = find_device(devices, hint, kind, default, hints)
+            out.append(Finding("ok", label, f"{idx}: {devices[idx]['name']}"))
+        except CompanionError as err:
+            out.append(Finding("fail", label, f"[{err.code}] {err.message}"))
+    return out
+
+
+def _storage(data_dir: Path) -> list[Finding]:
+    from companion.memory.store import MemoryStore
+
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return [Finding("fail", "data folder", f"cannot create {data_dir}: {err}")]
+    free = shutil.disk_usage(data_dir).free
+    out = [Finding("ok" if free >= MIN_FREE_BYTES else "fail", "disk",
+                   f"{free / 1e9:.1f} GB free for the memory database in {data_dir}"
+                   + ("" if free >= MIN_FREE_BYTES else "; free some space (at least 0.5 GB)"))]
+    try:
+        store = MemoryStore(data_dir)
+        ok = store.integrity_ok()
+        store.close()
+        out.append(Finding("ok" if ok else "fail", "memory database",
+                           "integrity ok" if ok else "integrity check failed; back it up and erase it"))
+    except CompanionError as err:
+        out.append(Finding("fail", "memory database", f"[{err.code}] {err.message}"))
+    return out
+
+
+def format_findings(findings: list[Finding]) -> str:
+    marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+    return "\n".join(f"{marks[f.level]}  {f.check:20} {f.detail}" for f in findings)

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install companion as a boot-time service on a robot (Raspberry Pi OS / Debian / Jetson Linux).
+# Run from a checkout as root: sudo systemd/install.sh
+set -euo pipefail
+src="$(cd "$(dirname "$0")/.." && pwd)"
+dest=/opt/companion
+apt-get install -y --no-install-recommends libportaudio2 python3-venv
+id companion >/dev/null 2>&1 || useradd --system --home-dir /var/lib/companion --shell /usr/sbin/nologin \
+    --groups audio companion
+mkdir -p "$dest"
+cp -a "$src/." "$dest/"
+python3 -m venv "$dest/.venv"
+"$dest/.venv/bin/pip" install -q "$dest[export]"
+# Prepare the models once into the service's cache directory, as the service user.
+install -d -o companion -g companion /var/cache/companion /var/lib/companion
+sudo -u companion COMPANION_MODELS_DIR=/var/cache/companion/models "$dest/.venv/bin/companion" models prepare
+install -m 0644 "$dest/systemd/companion.service" /etc/systemd/system/companion.service
+systemctl daemon-reload
+systemctl enable --now companion.service
+sudo -u companion COMPANION_MODELS_DIR=/var/cache/companion/models COMPANION_DATA_DIR=/var/lib/companion \
+    "$dest/.venv/bin/companion" doctor || true
+echo "installed; follow it with: journalctl -u companion -f"
