@@ -83,3 +83,63 @@ def test_microphone_unplugged_and_replugged_recovers_without_exiting():
     assert gaps.max() > 0.8  # the gap while it was unplugged...
     assert len(times) == 60  # ...and frames came back after it
     assert all(d > 0 for d in gaps)  # timestamps keep moving forward
+
+
+class FakeOutputBackend(FakeBackend):
+    def __init__(self) -> None:
+        super().__init__()
+        self.consumed = 0
+
+    def OutputStream(self, *, callback, samplerate, **_):  # noqa: N802 - mirrors sounddevice
+        if self.unplugged.is_set():
+            raise RuntimeError("Error opening OutputStream: Invalid device")
+        backend = self
+        status = types.SimpleNamespace(output_underflow=False)
+
+        class Stream:
+            running = False
+
+            def start(self):
+                self.running = True
+                threading.Thread(target=self._pump, daemon=True).start()
+
+            def _pump(self):
+                n = int(samplerate * 0.02)
+                while self.running and not backend.unplugged.is_set():
+                    out = np.zeros((n, 1), np.float32)
+                    callback(out, n, None, status)
+                    backend.consumed += int(np.count_nonzero(out))
+                    time.sleep(0.02)
+
+            def stop(self):
+                self.running = False
+
+            def close(self):
+                self.running = False
+
+        return Stream()
+
+
+def test_speaker_unplugged_and_replugged_recovers_while_playing():
+    from companion.audio.devices import SpeakerPlayer
+
+    backend = FakeOutputBackend()
+
+    async def scenario():
+        player = SpeakerPlayer(0, 16000, stall_s=0.3, retry_s=0.1, backend=backend)
+        player.enqueue(np.full(16000 * 4, 0.1, np.float32), 16000)  # 4 s of sound
+        await asyncio.sleep(0.5)
+        before = backend.consumed
+        backend.unplugged.set()
+        await asyncio.sleep(1.0)
+        during = backend.consumed
+        backend.unplugged.clear()
+        await asyncio.sleep(1.0)
+        after = backend.consumed
+        await player.drain()
+        await player.close()
+        return player, before, during, after
+
+    player, before, during, after = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert before > 0 and after > during  # sound flows again after the speaker came back
+    assert player.reconnects >= 1

@@ -96,6 +96,8 @@ def test_service_ready_pings_and_stops_on_sigterm(real_cache, notify_socket, tmp
     assert kinds.count("WATCHDOG=1") >= 3
     assert kinds[-1] == "STOPPING=1"
     assert any(m.startswith("STATUS=loading") for m in messages)
+    # The journal gets events, never what the child said.
+    assert "fellow" not in (out + err).lower() and "country" not in (out + err).lower()
 
 
 @pytest.mark.real_model

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 
@@ -171,21 +172,40 @@ def _close(stream) -> None:
 
 
 class SpeakerPlayer(Player):
-    """Plays through a sound card; the device callback takes blocks from a short bounded deque."""
+    """Plays through a sound card; the device callback takes blocks from a short bounded deque.
 
-    def __init__(self, device: int, rate: int, **kwargs) -> None:
+    A speaker that stops asking for audio (no callback for ``stall_s`` while we play) or fails is
+    reopened every ``retry_s`` after re-initialising PortAudio; meanwhile playback goes on in time
+    (to nowhere), so the loop never stalls on a missing speaker.
+    """
+
+    def __init__(self, device: int, rate: int, *, stall_s: float = 2.0, retry_s: float = 3.0, backend=None,
+                 resolve=None, **kwargs) -> None:
         super().__init__(rate, **kwargs)
-        sd = sounddevice()
+        self._sd = backend or sounddevice()
+        self.device = device
+        self.stall_s = stall_s
+        self.retry_s = retry_s
+        self.reconnects = 0
+        self._resolve = resolve or (lambda: self.device)
         self._blocks: deque[np.ndarray] = deque(maxlen=50)
         self._current = np.zeros(0, dtype=np.float32)
+        self._last_callback = time.monotonic()
+        self._next_retry = 0.0
+        self._stream = None
         try:
-            self._stream = sd.OutputStream(device=device, samplerate=rate, channels=1, dtype="float32",
-                                           callback=self._callback)
-            self._stream.start()
+            self._open()
         except Exception as err:  # noqa: BLE001
             raise AudioDeviceError(f"cannot open speaker {device}: {err}", code="AUDIO_OUTPUT_FAILED") from err
 
+    def _open(self) -> None:
+        self._stream = self._sd.OutputStream(device=self.device, samplerate=self.rate, channels=1, dtype="float32",
+                                             callback=self._callback)
+        self._stream.start()
+        self._last_callback = time.monotonic()
+
     def _callback(self, outdata, frames, _time, status) -> None:
+        self._last_callback = time.monotonic()
         if status.output_underflow:
             log.debug("output underflow")
         out = outdata[:, 0]
@@ -202,7 +222,28 @@ class SpeakerPlayer(Player):
         out[filled:] = 0.0
 
     def _write_device(self, block: np.ndarray) -> None:
+        now = time.monotonic()
+        if self._stream is None or now - self._last_callback > self.stall_s:
+            self._recover(now)
         self._blocks.append(block)
+
+    def _recover(self, now: float) -> None:
+        if now < self._next_retry:
+            return
+        self._next_retry = now + self.retry_s
+        log.warning("[AUDIO_OUTPUT_LOST] speaker %s stopped; reopening", self.device)
+        if self._stream is not None:
+            _close(self._stream)
+            self._stream = None
+        try:
+            self._sd._terminate()
+            self._sd._initialize()
+            self.device = self._resolve()
+            self._open()
+            self.reconnects += 1
+            log.warning("[AUDIO_OUTPUT_BACK] speaker %s is back", self.device)
+        except Exception as err:  # noqa: BLE001 - still unplugged: try again later
+            log.warning("[AUDIO_OUTPUT_LOST] speaker unavailable (%s); retrying in %.0f s", err, self.retry_s)
 
     def _halt_device(self) -> None:
         self._blocks.clear()
@@ -210,5 +251,5 @@ class SpeakerPlayer(Player):
 
     async def close(self) -> None:
         await super().close()
-        self._stream.stop()
-        self._stream.close()
+        if self._stream is not None:
+            _close(self._stream)
