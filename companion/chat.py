@@ -13,7 +13,6 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from companion.config import CompanionConfig
 from companion.errors import CompanionError, ConfigError
@@ -270,6 +269,3 @@ class Conversation:
             cached_tokens=result.cached_tokens, reply_tokens=len(result.token_ids), safety=verdict,
         )
 
-
-def open_memory(data_dir: Path) -> MemoryStore:
-    return MemoryStore(data_dir)

@@ -94,8 +94,6 @@ class AudioConfig:
     #: Name fragments tried in order when no device is named (from the hardware profile).
     input_hints: tuple[str, ...] = ()
     output_hints: tuple[str, ...] = ()
-    #: Keep the child's audio on disk? Never, unless a parent turns this on.
-    save_audio: bool = False
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,3 @@ MODEL_LOAD_FAILED = "MODEL_LOAD_FAILED"
 DISK_FULL = "DISK_FULL"
 OUT_OF_MEMORY = "OUT_OF_MEMORY"
 
-
-class GenerationError(CompanionError):
-    code = "LLM_GENERATION_FAILED"

@@ -41,12 +41,3 @@ class AudioFrame:
     def of(samples: np.ndarray, rate: int, t: float) -> AudioFrame:
         return AudioFrame(np.ascontiguousarray(samples, dtype=np.float32), rate, t)
 
-
-def rms(samples: np.ndarray) -> float:
-    if samples.size == 0:
-        return 0.0
-    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
-
-
-def silence(seconds: float, rate: int = PIPELINE_RATE) -> np.ndarray:
-    return np.zeros(int(round(seconds * rate)), dtype=np.float32)

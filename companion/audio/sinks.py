@@ -55,7 +55,6 @@ class Player:
         self._idle.set()
         self._task: asyncio.Task | None = None
         self._closed = False
-        self.last_stop_t: float | None = None
 
     # -- interface used by the loop -------------------------------------------------
     def enqueue(self, samples: np.ndarray, rate: int, *, tag: int = 0,
@@ -81,7 +80,6 @@ class Player:
         """Barge-in: drop everything queued; the current block is the last one heard."""
         self._queue.clear()
         self._queued_samples = 0
-        self.last_stop_t = asyncio.get_running_loop().time()
         self._halt_device()
         self._idle.set()
 

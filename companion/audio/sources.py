@@ -75,7 +75,6 @@ class SimulatedMicrophone:
         self._n = int(PIPELINE_RATE * CHUNK_S)
         self._sent = 0
         self._t0 = 0.0
-        self._echo_pending = np.zeros(0, dtype=np.float32)
 
     def _now_t(self) -> float:
         return self._t0 + self._sent / PIPELINE_RATE

@@ -91,8 +91,8 @@ CATEGORIES: dict[str, list[str]] = {
         r"\b(matches|lighter|light a fire|start a fire|set fire|set .{0,10} on fire|play with fire|make a fire|burn (the|my|a|things))\b",
         r"\b(fork|knife|finger|fingers|key|nail|paperclip|coin|metal|screwdriver).{0,30}\b(socket|outlet|plug|toaster|electric)",
         r"\b(socket|outlet|electricity|power line|power lines)\b.{0,30}\b(touch|lick|put|poke|stick|play)\b",
-        rf"\b(climb|climbing|jump|jumping|go|stand|sit|walk)( up)? (on|onto|off|from|out of|on top of) (the |a |our |my )?"
-        rf"(roof|balcony|window|windowsill|ledge|cliff|bridge|top of the stairs|fence|wardrobe|fridge)\b",
+        r"\b(climb|climbing|jump|jumping|go|stand|sit|walk)( up)? (on|onto|off|from|out of|on top of) (the |a |our |my )?"
+        r"(roof|balcony|window|windowsill|ledge|cliff|bridge|top of the stairs|fence|wardrobe|fridge)\b",
         r"\b(swim|swimming|go in (the )?water)\b.{0,30}\b(alone|by myself|without (a )?(grown up|adult|mom|mum|dad))\b",
         r"\b(cross|crossing) the (road|street)\b.{0,20}\b(alone|by myself|without)\b",
         r"\b(oven|stove|cooker|hob)\b.{0,20}\b(by myself|alone|on my own|turn on)\b",

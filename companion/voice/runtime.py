@@ -18,7 +18,6 @@ from companion.paths import models_cache_dir
 from companion.tts.piper_voice import PiperTTS
 from companion.vad.endpoint import Endpointer
 from companion.vad.silero import SileroVAD
-from companion.voice.events import LoopEvent
 from companion.voice.loop import VoiceLoop
 
 log = logging.getLogger(__name__)
