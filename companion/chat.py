@@ -20,7 +20,7 @@ from companion.llm.generate import GenerationResult, Generator, TokenEvent
 from companion.llm.tokenizer import ChatMessage
 from companion.memory.answers import answer_from_facts
 from companion.memory.facts import describe, extract_facts
-from companion.memory.store import MemoryStore
+from companion.memory.store import Fact, MemoryStore
 from companion.models.cache import ModelCache
 from companion.paths import models_cache_dir
 from companion.persona import Persona, cap_words, load_persona
@@ -77,6 +77,13 @@ def load_generator(config: CompanionConfig, cache: ModelCache | None = None) -> 
     return generator
 
 
+def _fixed_reply(text: str, reason: str) -> tuple[TokenEvent, GenerationResult]:
+    """A reply that does not come from the model (safety line, memory answer), in the stream's shape."""
+    return (TokenEvent(token_id=-1, text=text, index=0, elapsed_s=0.0),
+            GenerationResult(text=text, token_ids=(), stop_reason=reason, prompt_tokens=0, cached_tokens=0,
+                             first_token_s=0.0, total_s=0.0))
+
+
 class Conversation:
     """One child's conversation: bounded history, memory, one reply at a time."""
 
@@ -92,19 +99,32 @@ class Conversation:
         self.verdict: SafetyVerdict = ANSWER
         self._system = ChatMessage("system", self.persona.system_prompt())
         #: (stored turn id or None, what the child said, what the robot said), oldest first.
-        self._history: deque[tuple[int | None, str, str]] = deque(maxlen=config.llm.history_turns)
+        #: (stored turn id or None, what the child said, what the robot said, its tokens), oldest first.
+        self._history: deque[tuple[int | None, str, str, int]] = deque(maxlen=config.llm.history_turns)
         self._session: int | None = None
+        tok = generator.tokenizer
+        if len(tok.encode_chat([self._system, ChatMessage("user", "")])) + 16 > config.memory.prompt_tokens:
+            raise ConfigError(f"memory.prompt_tokens ({config.memory.prompt_tokens}) is smaller than the "
+                              f"persona's own prompt")
         if memory is not None:
             memory.purge_expired(config.memory.retention_days)
-            self._history.extend((t.id, t.heard, t.said)
-                                 for t in memory.recent_turns(self.child, config.llm.history_turns))
+            for t in memory.recent_turns(self.child, config.llm.history_turns):
+                self._remember_locally(t.id, t.heard, t.said)
+
+    def _remember_locally(self, turn_id: int | None, heard: str, said: str) -> None:
+        """Keep an exchange in the prompt history, with its token cost counted once."""
+        pair = [ChatMessage("user", heard), ChatMessage("assistant", said)]
+        cost = len(self.generator.tokenizer.encode_chat(pair, add_generation_prompt=False))
+        self._history.append((turn_id, heard, said, cost))
 
     # -- prompt ------------------------------------------------------------------------
-    def _facts_message(self) -> ChatMessage | None:
+    def _facts(self) -> list[Fact]:
+        return [] if self.memory is None else self.memory.facts(self.child, self.config.memory.max_facts)
+
+    def _facts_message(self, facts: list[Fact]) -> ChatMessage | None:
         """What the robot knows about the child. Changes only when a fact does, so its KV stays cached."""
         if self.memory is None:
             return None
-        facts = self.memory.facts(self.child, self.config.memory.max_facts)
         summaries = self.memory.summaries(self.child, 1)
         if not facts and not summaries:
             return None
@@ -121,7 +141,7 @@ class Conversation:
         """Earlier turns (outside the recent history) that match what the child just said."""
         if self.memory is None or not self.config.memory.recall_turns:
             return None
-        recent = {turn_id for turn_id, _, _ in self._history if turn_id is not None}
+        recent = {entry[0] for entry in self._history if entry[0] is not None}
         earlier = [t for t in self.memory.search_turns(self.child, heard, self.config.memory.recall_turns + len(recent))
                    if t.id not in recent][: self.config.memory.recall_turns]
         if not earlier:
@@ -129,21 +149,31 @@ class Conversation:
         return ChatMessage("system", "\n".join(f'Some time ago the child said: "{t.heard}" and you answered: "{t.said}"'
                                                for t in earlier))
 
-    def messages(self, heard: str) -> list[ChatMessage]:
+    def messages(self, heard: str, facts: list[Fact] | None = None) -> list[ChatMessage]:
         """Persona, facts, as much recent history as the token budget allows, recalled turns, the child's words.
 
-        The order keeps what changes least first, so the prefix cache covers most of the prompt.
+        What changes least comes first so the prefix cache covers it: the facts block changes only when a
+        fact does (one turn pays for it), history only grows at its end; recalled turns vary, so they sit
+        last, next to the child's words.
         """
         tok = self.generator.tokenizer
         budget = self.config.memory.prompt_tokens
-        head = [self._system]
-        tail = [m for m in (self._recall_message(heard), self._facts_message()) if m is not None]
+        facts = self._facts() if facts is None else facts
+        facts_msg, recall_msg = self._facts_message(facts), self._recall_message(heard)
         user = ChatMessage("user", heard)
-        if len(tok.encode_chat([*head, ChatMessage("user", "")])) + 16 > budget:
-            raise ConfigError(f"memory.prompt_tokens ({budget}) is smaller than the persona's own prompt")
+
+        def parts() -> tuple[list[ChatMessage], list[ChatMessage]]:
+            return ([m for m in (self._system, facts_msg) if m is not None],
+                    [m for m in (recall_msg,) if m is not None])
+
+        head, tail = parts()
         used = len(tok.encode_chat([*head, *tail, user]))
-        while used > budget and tail:
-            tail = tail[1:]
+        while used > budget and (recall_msg is not None or facts_msg is not None):
+            if recall_msg is not None:  # dropped first: it varies anyway
+                recall_msg = None
+            else:
+                facts_msg = None
+            head, tail = parts()
             used = len(tok.encode_chat([*head, *tail, user]))
         if used > budget:  # a very long utterance: keep its end, which is what the child is asking
             ids = tok.encode(heard)
@@ -151,17 +181,15 @@ class Conversation:
             user = ChatMessage("user", tok.decode(ids[-keep:]))
             used = len(tok.encode_chat([*head, user]))
         history: list[ChatMessage] = []
-        for _, child_said, robot_said in reversed(self._history):
-            pair = [ChatMessage("user", child_said), ChatMessage("assistant", robot_said)]
-            cost = len(tok.encode_chat(pair, add_generation_prompt=False))
+        for _, child_said, robot_said, cost in reversed(self._history):
             if used + cost > budget:
                 break
-            history[:0] = pair
+            history[:0] = [ChatMessage("user", child_said), ChatMessage("assistant", robot_said)]
             used += cost
         return [*head, *history, *tail, user]
 
-    def prompt(self, heard: str) -> list[int]:
-        return self.generator.tokenizer.encode_chat(self.messages(heard))
+    def prompt(self, heard: str, facts: list[Fact] | None = None) -> list[int]:
+        return self.generator.tokenizer.encode_chat(self.messages(heard, facts))
 
     # -- reply -------------------------------------------------------------------------
     async def stream(self, heard: str) -> AsyncIterator[TokenEvent | GenerationResult]:
@@ -173,21 +201,18 @@ class Conversation:
         """
         self.verdict = self.safety.check_input(heard)
         if self.verdict.action != "answer":
-            text = self.safety.reply(self.verdict, heard)
             if self.verdict.action == "alert" and self.memory is not None:
                 self.memory.add_alert(self.child, self.verdict.category or "unknown", heard)
-            yield TokenEvent(token_id=-1, text=text, index=0, elapsed_s=0.0)
-            yield GenerationResult(text=text, token_ids=(), stop_reason="safety", prompt_tokens=0, cached_tokens=0,
-                                   first_token_s=0.0, total_s=0.0)
+            for item in _fixed_reply(self.safety.reply(self.verdict, heard), "safety"):
+                yield item
             return
-        if self.memory is not None:
-            known = answer_from_facts(heard, self.memory.facts(self.child, self.config.memory.max_facts))
-            if known is not None:
-                yield TokenEvent(token_id=-1, text=known, index=0, elapsed_s=0.0)
-                yield GenerationResult(text=known, token_ids=(), stop_reason="memory", prompt_tokens=0,
-                                       cached_tokens=0, first_token_s=0.0, total_s=0.0)
-                return
-        agen = self.generator.stream(self.prompt(heard), self.config.llm.sampling())
+        facts = self._facts()  # read once: for a memory answer and for the prompt
+        known = answer_from_facts(heard, facts) if facts else None
+        if known is not None:
+            for item in _fixed_reply(known, "memory"):
+                yield item
+            return
+        agen = self.generator.stream(self.prompt(heard, facts), self.config.llm.sampling())
         try:
             async for item in agen:
                 yield item
@@ -222,13 +247,13 @@ class Conversation:
         if verdict.category == "personal_info":
             heard = "[personal information not stored]"
         if self.memory is None:
-            self._history.append((None, heard, said))
+            self._remember_locally(None, heard, said)
             return None
         if self._session is None:
             self._session = self.memory.start_session(self.child)
         turn_id = self.memory.add_turn(self._session, self.child, heard, said, interrupted=interrupted,
                                        meta={"safety": verdict.to_json()})
-        self._history.append((turn_id, heard, said))
+        self._remember_locally(turn_id, heard, said)
         if verdict.action != "answer":
             return turn_id
         for fact in extract_facts(heard):
@@ -237,7 +262,7 @@ class Conversation:
 
     def close(self) -> None:
         if self.memory is not None and self._session is not None:
-            heard = [h for _, h, _ in list(self._history)[-3:]]
+            heard = [entry[1] for entry in list(self._history)[-3:]]
             summary = ("The child talked about: " + " / ".join(cap_words(h, 12) for h in heard)) if heard else None
             self.memory.end_session(self._session, summary)
             self._session = None

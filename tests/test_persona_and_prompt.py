@@ -68,7 +68,7 @@ def test_prompt_never_exceeds_the_budget_even_with_huge_memory(generator, tmp_pa
     store.close()
     tiny = replace(CompanionConfig(), memory=MemoryConfig(prompt_tokens=persona_tokens // 2))
     with pytest.raises(ConfigError):
-        Conversation(generator, tiny, "kid").prompt("hi")
+        Conversation(generator, tiny, "kid")
 
 
 def test_memory_of_one_child_never_reaches_another(generator, tmp_path):

@@ -115,7 +115,7 @@ def test_watchdog_pings_stop_while_a_stage_hangs(voice_models, voice_config, not
         await asyncio.sleep(1.5)
         healthy = _drain(sock, time.monotonic() + 0.1)
         # The LLM worker is stuck in a call that never returns.
-        voice_models.generator._executor.submit(release.wait)
+        voice_models.generator.executor.submit(release.wait)
         await asyncio.sleep(0.8)  # a beat that was already in flight may still land
         _drain(sock, time.monotonic() + 0.05)
         await asyncio.sleep(1.5)

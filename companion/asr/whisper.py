@@ -67,10 +67,10 @@ class WhisperASR:
         except Exception as err:  # noqa: BLE001
             raise ModelError(f"cannot load ASR model {model_dir}: {err}", code=MODEL_LOAD_FAILED) from err
         self.config = config
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
     def transcribe_sync(self, audio: np.ndarray, *, speech_ratio: float = 1.0) -> Transcript:
         started = time.perf_counter()
@@ -97,7 +97,7 @@ class WhisperASR:
 
     async def transcribe(self, audio: np.ndarray, *, speech_ratio: float = 1.0) -> Transcript:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: self.transcribe_sync(audio, speech_ratio=speech_ratio))
+        return await loop.run_in_executor(self.executor, lambda: self.transcribe_sync(audio, speech_ratio=speech_ratio))
 
     def warm(self) -> None:
         self.transcribe_sync(np.zeros(16000, dtype=np.float32))

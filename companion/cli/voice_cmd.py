@@ -89,17 +89,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = _config(args)
-    child = check_child_name(args.child or config.children.default)
-    memory = MemoryStore(args.data_dir or default_data_dir())
-    if not args.service and not args.simulate:
-        from companion.voice.live import run_live
-
-        return run_live(config, child, memory)
-    return _run_service(config, child, memory, args.simulate)
-
-
-def _run_service(config: CompanionConfig, child: str, memory: MemoryStore, simulate: list[Path] | None) -> int:
+    """The robot. One path for a terminal and for systemd: the notify messages are no-ops without
+    NOTIFY_SOCKET; only at a terminal (no --service) are the child's and the robot's words printed."""
     import asyncio
 
     from companion.audio.sinks import SimulatedSpeaker
@@ -108,37 +99,34 @@ def _run_service(config: CompanionConfig, child: str, memory: MemoryStore, simul
     from companion.service.runner import install_stop_signals, serve
     from companion.voice.runtime import load_voice_models
 
+    config = _config(args)
+    child = check_child_name(args.child or config.children.default)
+    memory = MemoryStore(args.data_dir or default_data_dir())
     notifier = Notifier()
     notifier.status("loading models")
-    if simulate is None:
-        from companion.audio.devices import MicrophoneSource, SpeakerPlayer, find_device, sounddevice
-        from companion.voice.live import _output_rate
+    if args.simulate is None:
+        from companion.voice.live import open_devices, pick_devices
 
-        sd = sounddevice()
-        devices = [dict(d) for d in sd.query_devices()]
-        mic = find_device(devices, config.audio.input_device, "input", sd.default.device[0], config.audio.input_hints)
-        speaker = find_device(devices, config.audio.output_device, "output", sd.default.device[1], config.audio.output_hints)
+        mic, speaker = pick_devices(config)  # fail before minutes of model loading
     else:
-        for path in simulate:
-            from companion.audio.files import read_chunks
+        from companion.audio.files import read_chunks
 
+        for path in args.simulate:
             next(iter(read_chunks(path, chunk_samples=1600)))
     models = load_voice_models(config)
 
     async def main() -> int:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        if simulate is None:
-            player = SpeakerPlayer(speaker, _output_rate(speaker, models.tts.rate))
-            source = MicrophoneSource(mic, resolve=lambda: find_device(
-                [dict(d) for d in sd.query_devices()], config.audio.input_device, "input", sd.default.device[0],
-                config.audio.input_hints))
-            frames = lambda _loop: source.frames()  # noqa: E731
+        if args.simulate is None:
+            frames, player = open_devices(config, mic, speaker, models.tts.rate)
         else:
             player = SimulatedSpeaker(models.tts.rate)
-            frames = lambda loop: SimulatedMicrophone([Segment(p, label=p.name) for p in simulate],  # noqa: E731
-                                                      idle=loop.is_idle, player=player, endless=True).frames()
-        return await serve(models, config, child, memory, frames, player, notifier, stop=stop)
+            segments = [Segment(p, label=p.name) for p in args.simulate]
+            frames = lambda loop: SimulatedMicrophone(segments, idle=loop.is_idle, player=player,  # noqa: E731
+                                                      endless=True).frames()
+        return await serve(models, config, child, memory, frames, player, notifier, stop=stop,
+                           on_event=None if args.service else _print_words)
 
     try:
         turns = asyncio.run(main())
@@ -148,3 +136,12 @@ def _run_service(config: CompanionConfig, child: str, memory: MemoryStore, simul
         notifier.close()
     print(f"stopped after {turns} turns")
     return 0
+
+
+def _print_words(event) -> None:
+    from companion.voice.events import ClauseSpoken, Transcribed
+
+    if isinstance(event, Transcribed):
+        print(f"child: {event.text}", flush=True)
+    elif isinstance(event, ClauseSpoken):
+        print(f"robot: {event.text}", flush=True)

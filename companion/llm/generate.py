@@ -117,10 +117,10 @@ class Generator:
         self.model = OnnxCausalLM(model_dir / "model.onnx", options)
         self.prefix_cache = PrefixCache(cache_entries)
         # One worker per model: generation never blocks the event loop and never runs twice at once.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm")
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm")
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
     def warm(self, messages: Sequence[ChatMessage]) -> int:
         """Compute and keep the KV of a fixed prefix (the persona's system prompt); returns its length."""
@@ -209,7 +209,7 @@ class Generator:
             except BaseException as err:  # noqa: BLE001 - handed to the awaiting side
                 put(err)
 
-        loop.run_in_executor(self._executor, work)
+        loop.run_in_executor(self.executor, work)
         try:
             while True:
                 item = await queue.get()

@@ -16,7 +16,8 @@ class SafetyConfig:
     deny_topics: tuple[str, ...] = ()
     #: The learned profanity/insult classifier (alt-profanity-check) as a second layer.
     profanity_model: bool = True
-    #: Its probability at or above which a text is profane; 0.85 keeps "where do fish go when they die" (0.6) out.
+    #: Its probability at or above which a text is profane; high enough that "where do fish go when they
+    #: die" is answered (tests/test_safety.py).
     profanity_threshold: float = 0.85
 
 

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 async def serve(models: VoiceModels, config: CompanionConfig, child: str, memory: MemoryStore | None,
                 frames: Callable[[VoiceLoop], AsyncIterator[AudioFrame]], player: Player, notifier: Notifier, *,
-                stop: asyncio.Event | None = None, heartbeat_s: float | None = None) -> int:
+                stop: asyncio.Event | None = None, heartbeat_s: float | None = None,
+                on_event: Callable[[LoopEvent], None] | None = None) -> int:
     """Run until ``stop`` is set (SIGTERM) or the audio ends; returns the number of turns.
 
     ``frames(loop)`` makes the audio source (a simulated one needs the loop for turn-taking).
@@ -32,14 +33,16 @@ async def serve(models: VoiceModels, config: CompanionConfig, child: str, memory
     last_frame = [time.monotonic()]
     turns = [0]
 
-    def on_event(event: LoopEvent) -> None:
+    def status(event: LoopEvent) -> None:
+        if on_event is not None:
+            on_event(event)
         if isinstance(event, TurnCompleted):
             turns[0] += 1
             notifier.status(f"listening; {turns[0]} turns with {child} since start")
         elif isinstance(event, StateChanged) and event.state == LoopState.SPEAKING:
             notifier.status(f"talking with {child}")
 
-    loop = new_loop(models, config, child, player, on_event=on_event, memory=memory)
+    loop = new_loop(models, config, child, player, on_event=status, memory=memory)
 
     async def counted() -> AsyncIterator[AudioFrame]:
         async for frame in frames(loop):
@@ -47,8 +50,8 @@ async def serve(models: VoiceModels, config: CompanionConfig, child: str, memory
             yield frame
 
     interval = heartbeat_s or watchdog_interval_s() or 10.0
-    heartbeat = Heartbeat(notifier, {"asr": models.asr._executor, "llm": models.generator._executor,
-                                     "tts": models.tts._executor}, lambda: last_frame[0], interval_s=interval)
+    heartbeat = Heartbeat(notifier, {"asr": models.asr.executor, "llm": models.generator.executor,
+                                     "tts": models.tts.executor}, lambda: last_frame[0], interval_s=interval)
     run_task = asyncio.create_task(loop.run(counted()), name="voice-loop")
     beat_task = asyncio.create_task(heartbeat.run(), name="heartbeat")
     stop_task = asyncio.create_task(stop.wait(), name="stop")

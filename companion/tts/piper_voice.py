@@ -30,10 +30,10 @@ class PiperTTS:
         except Exception as err:  # noqa: BLE001
             raise ModelError(f"cannot load piper voice from {voice_dir}: {err}", code=MODEL_LOAD_FAILED) from err
         self.rate: int = int(self._voice.config.sample_rate)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts")
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts")
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self.executor.shutdown(wait=True, cancel_futures=True)
 
     def synthesize_sync(self, text: str) -> Speech:
         started = time.perf_counter()
@@ -43,7 +43,7 @@ class PiperTTS:
 
     async def synthesize(self, text: str) -> Speech:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.synthesize_sync, text)
+        return await loop.run_in_executor(self.executor, self.synthesize_sync, text)
 
     def warm(self) -> None:
         self.synthesize_sync("Hi.")
