@@ -12,11 +12,11 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from companion.config import CompanionConfig
 from companion.errors import CompanionError, ConfigError
-from companion.llm.generate import GenerationResult, Generator, TokenEvent
+from companion.llm.generate import Gate, GenerationResult, Generator, TokenEvent
 from companion.llm.tokenizer import ChatMessage
 from companion.memory.answers import answer_from_facts
 from companion.memory.facts import describe, extract_facts
@@ -84,6 +84,26 @@ def _fixed_reply(text: str, reason: str) -> tuple[TokenEvent, GenerationResult]:
                              first_token_s=0.0, total_s=0.0))
 
 
+@dataclass(frozen=True)
+class _Exchange:
+    """One exchange of the prompt history."""
+
+    turn_id: int | None
+    heard: str
+    said: str
+    cost: int
+
+    def messages(self) -> list[ChatMessage]:
+        return [ChatMessage("user", self.heard), ChatMessage("assistant", self.said)]
+
+
+#: Words of an earlier turn quoted when it is recalled.
+RECALL_WORDS = 16
+
+#: Prompt tokens an ordinary turn adds after the history (the child's words, a recalled exchange).
+ORDINARY_TURN_TOKENS = 160
+
+
 class Conversation:
     """One child's conversation: bounded history, memory, one reply at a time."""
 
@@ -97,10 +117,15 @@ class Conversation:
         self.safety = SafetyLayer(config.safety)
         #: The input verdict of the exchange in progress (set by ``stream``, read by ``remember``).
         self.verdict: SafetyVerdict = ANSWER
+        #: Prompt length of the last reply the model wrote (0 when a fixed line answered), and how much of
+        #: it the prefix cache already held.
+        self.last_prompt_tokens = self.last_cached_tokens = 0
         self._system = ChatMessage("system", self.persona.system_prompt())
-        #: (stored turn id or None, what the child said, what the robot said), oldest first.
         #: (stored turn id or None, what the child said, what the robot said, its tokens), oldest first.
-        self._history: deque[tuple[int | None, str, str, int]] = deque(maxlen=config.llm.history_turns)
+        #: It is trimmed in steps (see ``_trim_history``), never by one exchange a turn: the model's
+        #: prefix cache holds the history's KV, and a window sliding by one would change the prompt's
+        #: start every turn and make every turn prefill the whole history again.
+        self._history: deque[_Exchange] = deque()
         self._session: int | None = None
         tok = generator.tokenizer
         if len(tok.encode_chat([self._system, ChatMessage("user", "")])) + 16 > config.memory.prompt_tokens:
@@ -113,9 +138,15 @@ class Conversation:
 
     def _remember_locally(self, turn_id: int | None, heard: str, said: str) -> None:
         """Keep an exchange in the prompt history, with its token cost counted once."""
-        pair = [ChatMessage("user", heard), ChatMessage("assistant", said)]
-        cost = len(self.generator.tokenizer.encode_chat(pair, add_generation_prompt=False))
-        self._history.append((turn_id, heard, said, cost))
+        exchange = _Exchange(turn_id, heard, said, 0)
+        cost = len(self.generator.tokenizer.encode_chat(exchange.messages(), add_generation_prompt=False))
+        self._history.append(replace(exchange, cost=cost))
+        if len(self._history) > self.config.llm.history_turns:
+            self._trim_history(keep=max(1, self.config.llm.history_turns // 2))
+
+    def _trim_history(self, *, keep: int) -> None:
+        while len(self._history) > keep:
+            self._history.popleft()
 
     # -- prompt ------------------------------------------------------------------------
     def _facts(self) -> list[Fact]:
@@ -141,12 +172,14 @@ class Conversation:
         """Earlier turns (outside the recent history) that match what the child just said."""
         if self.memory is None or not self.config.memory.recall_turns:
             return None
-        recent = {entry[0] for entry in self._history if entry[0] is not None}
+        recent = {entry.turn_id for entry in self._history if entry.turn_id is not None}
         earlier = [t for t in self.memory.search_turns(self.child, heard, self.config.memory.recall_turns + len(recent))
                    if t.id not in recent][: self.config.memory.recall_turns]
         if not earlier:
             return None
-        return ChatMessage("system", "\n".join(f'Some time ago the child said: "{t.heard}" and you answered: "{t.said}"'
+        # Only the child's words, shortened: the robot's own old answers, quoted back, make a small model
+        # repeat them, and every token here is prefilled on the turn's critical path.
+        return ChatMessage("system", "\n".join(f'Earlier the child said: "{cap_words(t.heard, RECALL_WORDS)}"'
                                                for t in earlier))
 
     def messages(self, heard: str, facts: list[Fact] | None = None) -> list[ChatMessage]:
@@ -180,29 +213,50 @@ class Conversation:
             keep = max(16, budget - (used - len(ids)))
             user = ChatMessage("user", tok.decode(ids[-keep:]))
             used = len(tok.encode_chat([*head, user]))
+        # Room for history in an ordinary turn (a short utterance and a recalled turn or two). When the
+        # history outgrows it, the oldest exchanges go until half the room is left: the next few turns
+        # fit again with the same prefix.
+        free = budget - len(tok.encode_chat([*head, ChatMessage("user", "")]))
+        room = free - min(ORDINARY_TURN_TOKENS, free // 4)
+        if sum(entry.cost for entry in self._history) > room:
+            kept, total = 0, 0
+            for entry in reversed(self._history):
+                if total + entry.cost > (room // 2 if kept else room):  # the newest stays if it fits at all
+                    break
+                kept, total = kept + 1, total + entry.cost
+            self._trim_history(keep=kept)
         history: list[ChatMessage] = []
-        for _, child_said, robot_said, cost in reversed(self._history):
-            if used + cost > budget:
+        for entry in reversed(self._history):  # this turn: what fits, newest first
+            if used + entry.cost > budget:
                 break
-            history[:0] = [ChatMessage("user", child_said), ChatMessage("assistant", robot_said)]
-            used += cost
+            history[:0] = entry.messages()
+            used += entry.cost
         return [*head, *history, *tail, user]
+
+    def warm_next(self) -> int:
+        """Prefill the next turn's fixed part (persona, facts, history) now, while the child is talking.
+
+        Recalled turns and the child's words come after it, so the next turn only prefills those.
+        Blocking: run it on the generator's executor. Returns the prefix length in tokens.
+        """
+        prefix = self.messages("", facts=self._facts())[:-1]
+        return self.generator.warm(prefix)
 
     def prompt(self, heard: str, facts: list[Fact] | None = None) -> list[int]:
         return self.generator.tokenizer.encode_chat(self.messages(heard, facts))
 
     # -- reply -------------------------------------------------------------------------
-    async def stream(self, heard: str) -> AsyncIterator[TokenEvent | GenerationResult]:
+    async def stream(self, heard: str, gate: Gate | None = None) -> AsyncIterator[TokenEvent | GenerationResult]:
         """The reply as it is generated (tokens, then the result). Closing it early cancels the model.
 
         What the child said is checked first: a redirect or an alert answers with the safety layer's
-        own words (never the model's), and an alert is stored for the parents. A question about the
+        own words (never the model's); the alert is stored for the parents by ``remember``, once the
+        turn is really a turn (a reply begun while the child may still go on is not). A question about the
         child's own facts ("what is my dog called?") is answered from memory.
         """
         self.verdict = self.safety.check_input(heard)
+        self.last_prompt_tokens = self.last_cached_tokens = 0
         if self.verdict.action != "answer":
-            if self.verdict.action == "alert" and self.memory is not None:
-                self.memory.add_alert(self.child, self.verdict.category or "unknown", heard)
             for item in _fixed_reply(self.safety.reply(self.verdict, heard), "safety"):
                 yield item
             return
@@ -212,7 +266,10 @@ class Conversation:
             for item in _fixed_reply(known, "memory"):
                 yield item
             return
-        agen = self.generator.stream(self.prompt(heard, facts), self.config.llm.sampling())
+        prompt = self.prompt(heard, facts)
+        self.last_prompt_tokens = len(prompt)
+        self.last_cached_tokens = self.generator.prefix_cache.longest_prefix(prompt)[0]
+        agen = self.generator.stream(prompt, self.config.llm.sampling(), gate=gate)
         try:
             async for item in agen:
                 yield item
@@ -251,6 +308,8 @@ class Conversation:
             return None
         if self._session is None:
             self._session = self.memory.start_session(self.child)
+        if verdict.action == "alert":
+            self.memory.add_alert(self.child, verdict.category or "unknown", heard)
         turn_id = self.memory.add_turn(self._session, self.child, heard, said, interrupted=interrupted,
                                        meta={"safety": verdict.to_json()})
         self._remember_locally(turn_id, heard, said)
@@ -262,7 +321,7 @@ class Conversation:
 
     def close(self) -> None:
         if self.memory is not None and self._session is not None:
-            heard = [entry[1] for entry in list(self._history)[-3:]]
+            heard = [entry.heard for entry in list(self._history)[-3:]]
             summary = ("The child talked about: " + " / ".join(cap_words(h, 12) for h in heard)) if heard else None
             self.memory.end_session(self._session, summary)
             self._session = None

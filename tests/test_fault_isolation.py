@@ -17,7 +17,7 @@ from tests.test_safety import _FakeASR, _RecordingTTS
 
 
 class _BrokenConversation(Conversation):
-    async def stream(self, heard):
+    async def stream(self, heard, gate=None):
         self.verdict = self.safety.check_input(heard)
         raise RuntimeError("the model fell over")
         yield  # pragma: no cover - makes this an async generator

@@ -82,3 +82,37 @@ def test_memory_of_one_child_never_reaches_another(generator, tmp_path):
     text = generator.tokenizer.render(again.messages("what is my dog called?"))
     assert "strawberries" in text and "Rex" in text
     store.close()
+
+
+def test_history_is_trimmed_in_steps_so_the_prompt_prefix_stays_cached(generator, tmp_path):
+    """A window sliding by one exchange would change the prompt's start every turn (a full prefill each
+    turn); trimmed in steps, the history's oldest exchange stays put for several turns in a row."""
+    config = replace(CompanionConfig(), llm=replace(CompanionConfig().llm, history_turns=6),
+                     memory=MemoryConfig(prompt_tokens=4096))
+    conversation = Conversation(generator, config, "kid", MemoryStore(tmp_path))
+    oldest, changes, turns = None, 0, 24
+    for i in range(turns):
+        heard = f"animal {i}?"
+        messages = conversation.messages(heard)
+        users = [m.content for m in messages if m.role == "user"][:-1]
+        assert len(users) <= 6  # never more than history_turns exchanges
+        if users and oldest is not None and users[0] != oldest:
+            changes += 1
+        oldest = users[0] if users else None
+        conversation.remember(heard, f"Animal {i} is happy.")
+    assert 0 < changes <= turns // 3, changes
+
+
+def test_the_next_turns_prefix_is_prefilled_while_the_child_talks(generator, tmp_path):
+    """After a turn, warm_next() computes the KV of persona + facts + history; the next prompt then only
+    prefills the recalled turns and the child's words."""
+    config = replace(CompanionConfig(), memory=MemoryConfig(prompt_tokens=4096))
+    conversation = Conversation(generator, config, "kid", MemoryStore(tmp_path))
+    for i in range(8):
+        conversation.remember(f"tell me about dinosaur number {i}", f"Dinosaur {i} liked leaves.")
+    generator.prefix_cache.clear()
+    prefix_len = conversation.warm_next()
+    prompt = conversation.prompt("and what about dinosaur number 3?")
+    cached, _ = generator.prefix_cache.longest_prefix(prompt)
+    assert prefix_len > 100 and cached >= prefix_len
+    assert len(prompt) - cached < len(prompt) // 2  # most of the prompt is already computed

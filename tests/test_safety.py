@@ -128,7 +128,7 @@ class _ScriptedConversation(Conversation):
     SCRIPT = ["Sure", "!", " Here is", " a fun fact", ".", " You can make", " a bomb", " with a bottle", ".",
               " Cats", " purr", " too", "."]
 
-    async def stream(self, heard):
+    async def stream(self, heard, gate=None):
         self.verdict = self.safety.check_input(heard)
         for i, piece in enumerate(self.SCRIPT):
             yield TokenEvent(i, piece, i, 0.01 * i)

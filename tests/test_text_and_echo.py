@@ -20,6 +20,14 @@ def test_first_clause_is_flushed_early_later_ones_at_sentence_ends():
     assert pieces == ["Once upon a time,", "there was a dragon, a small one.", "He liked tea!", "The end"]
 
 
+def test_a_long_first_sentence_is_cut_after_a_few_words_later_ones_are_not():
+    text = "The moon is about 384,000 kilometers away from the Earth. It is very far away from all of us here."
+    pieces = _feed(ClauseSplitter(), text)
+    assert pieces == ["The moon is about 384,000 kilometers", "away from the Earth.",
+                      "It is very far away from all of us here."]
+    assert _feed(ClauseSplitter(), "My name is Pip.") == ["My name is Pip."]  # short ones stay whole
+
+
 def test_splitter_cuts_unpunctuated_text_at_a_bounded_length():
     pieces = _feed(ClauseSplitter(), "word " * 200)
     assert all(len(p) <= 240 for p in pieces) and " ".join(pieces).split() == ["word"] * 200
@@ -55,3 +63,13 @@ def test_repeats_robot_only_for_the_robots_own_words():
     assert repeats_robot("the moon is a big round rock", said)
     assert not repeats_robot("tell me about the sun", said)
     assert not repeats_robot("moon", said)  # one word is not enough to call it echo
+
+
+def test_a_transcript_that_stops_mid_phrase_looks_unfinished():
+    from companion.voice.turn_end import looks_unfinished
+
+    for text in ["And so my fellow Americans", "I went to the park with my", "Can I tell you about",
+                 "My dog is called and", "Um."]:
+        assert looks_unfinished(text), text
+    for text in ["Why is the sky blue?", "I have a puppy called Biscuit.", "Good night, robot!", ""]:
+        assert not looks_unfinished(text), text

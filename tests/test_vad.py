@@ -7,7 +7,7 @@ import pytest
 
 from companion.audio.files import read_all
 from companion.audio.frames import AudioFrame
-from companion.vad.endpoint import EndpointConfig, Endpointer, SpeechStarted, UtteranceEnded
+from companion.vad.endpoint import EndpointConfig, Endpointer, SpeechStarted, UtteranceEnded, UtteranceMaybeEnded
 from companion.vad.silero import SileroVAD
 from tests.conftest import SHARED, silero_path
 
@@ -23,9 +23,9 @@ def _events(audio: np.ndarray, chunk: int, config: EndpointConfig = EndpointConf
 def _summary(events):
     out = []
     for e in events:
-        if isinstance(e, UtteranceEnded):
+        if isinstance(e, (UtteranceEnded, UtteranceMaybeEnded)):
             u = e.utterance
-            out.append(("end", round(u.speech_start, 4), round(u.speech_end, 4), u.audio.size, u.forced))
+            out.append(("end" if isinstance(e, UtteranceEnded) else "maybe", round(u.speech_start, 4), round(u.speech_end, 4), u.audio.size, u.forced))
         else:
             out.append((type(e).__name__, round(e.t, 4)))
     return out
@@ -45,6 +45,31 @@ def test_segmentation_does_not_depend_on_chunk_size(jfk):
     # Speech begins ~0.3 s into the recording (after our 0.5 s of silence), ends ~10.9 s.
     ends = [e for e in ref if e[0] == "end"]
     assert 50.6 < ends[0][1] < 51.2 and 60.5 < ends[-1][2] < 61.2
+
+
+def test_tentative_end_comes_first_and_is_confirmed_with_the_same_end(jfk):
+    events = _events(jfk, 320)
+    maybes = [e.utterance for e in events if isinstance(e, UtteranceMaybeEnded)]
+    ends = [e.utterance for e in events if isinstance(e, UtteranceEnded)]
+    confirmed = [m for m in maybes if any(m.speech_end == u.speech_end for u in ends)]
+    assert len(confirmed) == len(ends)  # every real end was announced early, with the same speech end
+    for m in confirmed:
+        u = next(u for u in ends if u.speech_end == m.speech_end)
+        assert np.array_equal(m.audio, u.audio)  # the speculative turn hears exactly what the real one would
+
+
+def test_a_short_pause_is_withdrawn_and_the_utterance_goes_on(jfk):
+    from companion.vad.endpoint import SpeechResumed
+
+    speech = jfk[8000 + 128_000: 8000 + 168_000]  # "ask what you can do for your country": no pause inside
+    pause = np.zeros(int(16000 * 0.1), np.float32)  # with the clip's own edges ~0.36 s: > early_end, < end_silence
+    audio = np.concatenate([np.zeros(8000, np.float32), speech, pause, speech, np.zeros(16000, np.float32)])
+    events = _events(audio, 320, EndpointConfig(early_end_ms=160, end_silence_ms=480))
+    kinds = [type(e).__name__ for e in events if isinstance(e, (UtteranceMaybeEnded, SpeechResumed, UtteranceEnded))]
+    assert "SpeechResumed" in kinds
+    assert kinds.index("UtteranceMaybeEnded") < kinds.index("SpeechResumed")
+    ends = [e.utterance for e in events if isinstance(e, UtteranceEnded)]
+    assert len(ends) == 1 and ends[0].duration > 4.4  # one utterance holding both halves
 
 
 def test_utterance_audio_keeps_pre_roll_and_all_speech(jfk):

@@ -52,7 +52,14 @@ def test_simulate_jfk_from_the_command_line(real_cache, tmp_path):
     turn = turns[0]
     assert _wer(JFK_REFERENCE, turn["heard"]) <= 0.10, turn["heard"]
     assert turn["reply"].strip()
-    assert set(turn["timings"]) == {"speech_end", "asr_ms", "llm_first_token_ms", "tts_first_chunk_ms", "ttfa_ms"}
+    timings = turn["timings"]
+    assert set(timings) == {"speech_end", "asr_ms", "llm_first_token_ms", "tts_first_chunk_ms", "ttfa_ms", "trace"}
+    tr = timings["trace"]
+    # The stages in order on one clock (ms from the end of speech); speech lies before 0.
+    assert tr["speech_start"] < 0 <= tr["asr_start"] < tr["asr_end"] <= tr["first_token"] <= tr["first_clause"]
+    assert tr["first_clause"] <= tr["tts_start"] < tr["tts_end"] <= tr["first_audio"]
+    # Nothing is played before the endpointer confirmed the end of the child's speech.
+    assert tr["end_confirmed"] <= tr["first_audio"] == timings["ttfa_ms"]
     reply = read_all(out / "reply-001.wav")
     assert reply.size > 16000 * 0.5 and np.abs(reply).max() > 0.05
     whole = read_all(out / "conversation.wav")
@@ -134,3 +141,26 @@ def test_run_without_sound_hardware_is_a_coded_error():
     proc = subprocess.run([sys.executable, "-m", "companion", "run"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert any(code in proc.stderr for code in ("AUDIO_BACKEND_MISSING", "AUDIO_NO_MICROPHONE", "AUDIO_NO_SPEAKER"))
+
+
+def test_a_pause_mid_sentence_drops_the_early_answer_and_hears_it_all(voice_models, voice_config, tmp_path):
+    """A pause longer than the tentative end but shorter than the real one: the turn begun early is dropped
+    (nothing played, nothing stored) and the robot answers the whole sentence once."""
+    from companion.memory.store import MemoryStore
+    from companion.voice.events import ClauseSpoken, SpeculationDropped, UtteranceCaptured
+
+    jfk = read_all(SHARED / "eval" / "audio" / "jfk.flac")
+    first, second = jfk[int(5.3 * 16000):int(7.62 * 16000)], jfk[int(8.2 * 16000):int(10.5 * 16000)]
+    pause = np.zeros(int(0.3 * 16000), np.float32)  # early_end 160 ms < pause < end_silence 480 ms
+    audio = np.concatenate([first, pause, second])
+    memory = MemoryStore(tmp_path / "data")
+    result = run_simulation_sync(voice_models, voice_config, [Segment(audio)], tmp_path / "out", child="Mia",
+                                 memory=memory)
+    assert any(isinstance(e, SpeculationDropped) for e in result.events)
+    assert len(result.records) == 1
+    heard = _norm(result.records[0].heard)
+    assert "country" in heard and "ask" in heard and "what" in heard, result.records[0].heard
+    captured = [e for e in result.events if isinstance(e, UtteranceCaptured)]
+    first_spoken = next(e for e in result.events if isinstance(e, ClauseSpoken))
+    assert len(captured) == 1 and first_spoken.t >= captured[0].t  # nothing played before the real end
+    assert len(memory.recent_turns("Mia", 10)) == 1

@@ -35,6 +35,33 @@ class TokenEvent:
     elapsed_s: float
 
 
+class Gate:
+    """Hands the CPU to another stage for a moment: while closed, generation pauses between tokens.
+
+    The voice loop closes it while the first clause is synthesised, so on a 2-core board the TTS
+    is not slowed by the model writing ahead (the model is far ahead of speech anyway).
+    """
+
+    def __init__(self) -> None:
+        self._open = threading.Event()
+        self._open.set()
+
+    def close(self) -> None:
+        self._open.clear()
+
+    def open(self) -> None:
+        self._open.set()
+
+    @property
+    def is_open(self) -> bool:
+        return self._open.is_set()
+
+    def wait(self, cancel: threading.Event | None = None) -> None:
+        while not self._open.wait(0.05):
+            if cancel is not None and cancel.is_set():
+                return
+
+
 @dataclass(frozen=True)
 class GenerationResult:
     text: str
@@ -139,8 +166,10 @@ class Generator:
         *,
         cancel: threading.Event | None = None,
         on_token: Callable[[TokenEvent], None] | None = None,
+        gate: Gate | None = None,
     ) -> GenerationResult:
-        """Blocking generation; ``cancel`` is checked before every forward pass (stops within one token)."""
+        """Blocking generation; ``cancel`` is checked before every forward pass (stops within one token).
+        While ``gate`` is closed the model waits before its next forward pass (another stage has the CPU)."""
         started = time.perf_counter()
         prompt = list(prompt_ids)
         if not prompt:
@@ -156,6 +185,8 @@ class Generator:
         first_token_s = None
         stop_reason = "length"
         while len(generated) < params.max_new_tokens:
+            if gate is not None:
+                gate.wait(cancel)
             if cancel is not None and cancel.is_set():
                 stop_reason = "cancelled"
                 break
@@ -188,7 +219,7 @@ class Generator:
         )
 
     async def stream(
-        self, prompt_ids: Sequence[int], params: SamplingParams = SamplingParams()
+        self, prompt_ids: Sequence[int], params: SamplingParams = SamplingParams(), gate: Gate | None = None
     ) -> AsyncIterator[TokenEvent | GenerationResult]:
         """Tokens as they are made, then the GenerationResult. Cancelling the consumer stops the model
         within one token.
@@ -205,7 +236,7 @@ class Generator:
 
         def work() -> None:
             try:
-                put(self.generate(prompt_ids, params, cancel=cancel, on_token=put))
+                put(self.generate(prompt_ids, params, cancel=cancel, on_token=put, gate=gate))
             except BaseException as err:  # noqa: BLE001 - handed to the awaiting side
                 put(err)
 

@@ -24,6 +24,8 @@ class RuntimeOptions:
     threads: int = 2
     #: Execution providers in order of preference; CPU is always appended as the fallback.
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    #: Let idle worker threads spin between passes (a little faster alone, slows stages sharing the CPU).
+    spin: bool = True
 
 
 def choose_providers(wanted: tuple[str, ...], available: list[str]) -> list[str]:
@@ -49,6 +51,9 @@ class OnnxCausalLM:
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
+        if not options.spin:
+            # Threads sleep between forward passes instead of spinning: the ASR and TTS share the cores.
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = choose_providers(options.providers, ort.get_available_providers())
         try:
             self._session = ort.InferenceSession(str(model_path), so, providers=providers)

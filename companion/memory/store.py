@@ -183,7 +183,7 @@ class MemoryStore:
         terms = [t for t in _fts_terms(query)]
         if cid is None or not terms:
             return []
-        match = " OR ".join(f'"{t}"' for t in terms)
+        match = " OR ".join(f'heard:"{t}"' for t in terms)  # the child's words; the robot's would echo itself
         rows = self._db.execute(
             "SELECT t.id, t.session_id, t.at, t.heard, t.said, t.interrupted FROM turns_fts f "
             "JOIN turns t ON t.id = f.rowid WHERE turns_fts MATCH ? AND t.child_id = ? AND t.id < ? "
@@ -311,5 +311,8 @@ def _fts_terms(text: str) -> list[str]:
     import re
 
     stop = {"the", "a", "an", "is", "are", "i", "my", "me", "you", "your", "do", "what", "and", "to", "of", "it",
-            "in", "that", "can", "was", "remember", "tell", "about", "did", "does", "have", "has", "know"}
+            "in", "that", "can", "was", "remember", "tell", "about", "did", "does", "have", "has", "know",
+            "like", "how", "why", "who", "where", "when", "for", "with", "this", "will", "would", "could", "please",
+            "okay", "yes", "not", "don't", "i'm", "let's", "today", "really", "very", "too", "all", "get", "got",
+            "going", "want", "there", "they", "them", "some", "just", "now", "then", "our", "out", "one"}
     return [w for w in re.findall(r"[a-z0-9']+", text.lower()) if len(w) > 2 and w not in stop][:12]

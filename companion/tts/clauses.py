@@ -1,8 +1,11 @@
 """Cutting the model's token stream into speakable pieces as it arrives.
 
 The first piece is flushed at the first clause boundary (a comma is enough) once
-it has a few words, so the robot starts talking early; later pieces wait for a
-sentence end, which sounds more natural, unless they grow long.
+it has a few words, so the robot starts talking early; a first sentence with no
+early boundary ("The moon is about 384,000 kilometers away from the Earth.") is
+cut after ``first_max_words`` whole words, which costs a little prosody but the
+child hears the robot ~100-200 ms sooner (`companion bench`). Later pieces wait
+for a sentence end, which sounds more natural, unless they grow long.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ _CLAUSE_END = re.compile(r"[,;:—–]\s")
 class ClauseConfig:
     #: Words the first clause needs before a comma may flush it.
     first_min_words: int = 3
+    #: The first piece is cut after this many whole words when no boundary came yet (0: never).
+    first_max_words: int = 6
     #: A later piece is cut at a comma when it has this many words.
     long_words: int = 14
     #: Hard cut for text with no punctuation at all (bounded buffer).
@@ -51,6 +56,10 @@ class ClauseSplitter:
             if len(buf[: cm.end()].split()) >= min_words:
                 cut = cm.end()
                 break
+        if cut is None and self._emitted == 0 and self.config.first_max_words:
+            words = list(re.finditer(r"\S+\s+", buf))  # words followed by a space are complete
+            if len(words) >= self.config.first_max_words:
+                cut = words[self.config.first_max_words - 1].end()
         if cut is None and len(buf) >= self.config.max_chars:
             space = buf.rfind(" ", 0, self.config.max_chars)
             cut = space + 1 if space > 0 else self.config.max_chars

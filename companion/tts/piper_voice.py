@@ -20,6 +20,15 @@ class Speech:
     synth_ms: float
 
 
+def _quiet_session(model: Path, providers: list[str]):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(model), so, providers=providers)
+
+
 class PiperTTS:
     def __init__(self, voice_dir: Path, *, use_cuda: bool = False) -> None:
         from piper import PiperVoice
@@ -27,6 +36,9 @@ class PiperTTS:
         try:
             model = next(voice_dir.glob("*.onnx"))
             self._voice = PiperVoice.load(model, use_cuda=use_cuda)
+            # piper's own session lets its threads spin after each sentence, which slows the language
+            # model writing the next clause on a 2-core board; the same model, with threads that sleep.
+            self._voice.session = _quiet_session(model, self._voice.session.get_providers())
         except Exception as err:  # noqa: BLE001
             raise ModelError(f"cannot load piper voice from {voice_dir}: {err}", code=MODEL_LOAD_FAILED) from err
         self.rate: int = int(self._voice.config.sample_rate)

@@ -36,6 +36,10 @@ class EndpointConfig:
     onset_gap_ms: int = 320
     #: Silence this long after speech ends the utterance.
     end_silence_ms: int = 480
+    #: Silence this long makes a tentative end (``UtteranceMaybeEnded``): the loop starts
+    #: transcribing and answering while it waits for ``end_silence_ms``, and drops that work
+    #: if the child goes on (``SpeechResumed``). 0 turns it off.
+    early_end_ms: int = 96
     #: Audio kept from before the onset, so the first syllable is not clipped.
     pre_roll_ms: int = 320
     #: An utterance longer than this is cut and handed on (a monologue never grows memory unbounded).
@@ -89,7 +93,23 @@ class UtteranceEnded:
     utterance: Utterance
 
 
-EndpointEvent = SpeechOnset | SpeechStarted | SpeechRejected | UtteranceEnded
+@dataclass(frozen=True)
+class UtteranceMaybeEnded:
+    """``early_end_ms`` of silence after speech: probably the end. Confirmed by ``UtteranceEnded``
+    with the same ``speech_end``, or withdrawn by ``SpeechResumed``."""
+
+    utterance: Utterance
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    """Speech again after an ``UtteranceMaybeEnded``: the same utterance goes on."""
+
+    t: float
+
+
+EndpointEvent = (SpeechOnset | SpeechStarted | SpeechRejected | UtteranceMaybeEnded | SpeechResumed
+                 | UtteranceEnded)
 
 
 class Endpointer:
@@ -101,6 +121,7 @@ class Endpointer:
         self._onset_n = config.windows(config.onset_ms)
         self._min_n = max(self._onset_n, config.windows(config.min_speech_ms))
         self._end_n = config.windows(config.end_silence_ms)
+        self._early_n = config.windows(config.early_end_ms) if 0 < config.early_end_ms < config.end_silence_ms else 0
         self._gap_n = config.windows(config.onset_gap_ms)
         self._max_n = max(self._min_n + 1, int(config.max_utterance_s / WINDOW_S))
         self._pre_roll: deque[np.ndarray] = deque(maxlen=config.windows(config.pre_roll_ms))
@@ -121,6 +142,7 @@ class Endpointer:
         self._audio_start = 0
         self._silence_run = 0
         self._last_voiced = 0
+        self._maybe_sent = False
 
     @property
     def in_speech(self) -> bool:
@@ -191,6 +213,12 @@ class Endpointer:
             self._silence_run = 0
             if prob >= c.threshold:
                 self._last_voiced = idx
+                if self._maybe_sent:
+                    self._maybe_sent = False
+                    events.append(SpeechResumed(self._time(idx)))
+        if self._early_n and self._silence_run == self._early_n and not self._maybe_sent:
+            self._maybe_sent = True
+            events.append(UtteranceMaybeEnded(self._snapshot()))
         if self._silence_run >= self._end_n:
             events.append(self._finish(forced=False))
         elif len(self._speech) >= self._max_n:
@@ -201,12 +229,15 @@ class Endpointer:
             self._last_voiced = idx + 1
             self._onset_sent = True
 
-    def _finish(self, *, forced: bool) -> UtteranceEnded:
+    def _snapshot(self, *, forced: bool = False) -> Utterance:
         end_index = (self._window_index + 1) if forced else (self._last_voiced + 1)
         audio = np.concatenate(self._speech)
         keep = (end_index - self._audio_start) * WINDOW if not forced else audio.size
-        utt = Utterance(audio=audio[:keep], t_audio=self._time(self._audio_start),
-                        speech_start=self._time(self._speech_start), speech_end=self._time(end_index), forced=forced)
+        return Utterance(audio=audio[:keep], t_audio=self._time(self._audio_start),
+                         speech_start=self._time(self._speech_start), speech_end=self._time(end_index), forced=forced)
+
+    def _finish(self, *, forced: bool) -> UtteranceEnded:
+        utt = self._snapshot(forced=forced)
         trailing = self._speech[-self._pre_roll.maxlen:] if not forced and self._pre_roll.maxlen else []
         self._reset_run()
         self._pre_roll.extend(trailing)

@@ -17,3 +17,6 @@ class LoopConfig:
     max_heard_s: float = 60.0
     #: Microphone history kept for echo checks (seconds).
     mic_history_s: float = 2.0
+    #: A transcript that stops mid-phrase is answered only after this much silence (ms from the end of
+    #: speech); one that sounds finished is answered as soon as it is ready. See voice/turn_end.py.
+    unfinished_hold_ms: int = 1500

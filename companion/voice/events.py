@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 
 
@@ -84,6 +84,13 @@ class ReplyCancelled:
 
 
 @dataclass(frozen=True)
+class SpeculationDropped:
+    """The child went on after a short pause: the turn begun at the tentative end is dropped, unheard."""
+
+    t: float
+
+
+@dataclass(frozen=True)
 class EchoIgnored:
     similarity: float
     t: float
@@ -105,6 +112,9 @@ class TurnTimings:
     tts_first_chunk_ms: float | None
     #: End of the child's speech -> first reply sample leaves for the speaker.
     ttfa_ms: float | None
+    #: Stage boundaries in ms from the end of the child's speech (``speech_start`` is negative; ASR
+    #: may start before 0 + the endpointer's wait when the turn began speculatively).
+    trace: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,8 @@ class TurnRecord:
     timings: TurnTimings
     #: {"action": "answer|redirect|alert", "category": ...}
     safety: dict
+    #: {"prompt": n, "cached": n from the prefix cache, "reply": n, "tok_s": decode speed in the loop} (0 tokens: a fixed safety or memory line)
+    tokens: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -130,4 +142,4 @@ class TurnCompleted:
 
 
 LoopEvent = (StateChanged | SpeechDetected | UtteranceCaptured | Transcribed | TurnDropped | FirstToken
-             | ClauseSpoken | ClauseBlocked | BargeIn | ReplyCancelled | EchoIgnored | TurnFailed | TurnCompleted)
+             | ClauseSpoken | ClauseBlocked | BargeIn | ReplyCancelled | SpeculationDropped | EchoIgnored | TurnFailed | TurnCompleted)

@@ -3,6 +3,13 @@
     listening -> hearing (VAD onset) -> thinking (utterance ended: ASR, LLM)
               -> speaking (first clause synthesised and playing) -> listening
 
+A turn starts speculatively at the endpointer's tentative end (a short silence):
+ASR, the model and the first clause's synthesis run while the loop waits for the
+real end of the utterance; nothing is played, stored or alerted before that. If
+the child goes on talking, the speculative turn is dropped and the utterance
+continues. The child never waits for the silence and the thinking one after the
+other, only for the longer of the two.
+
 The LLM's tokens are cut into clauses as they arrive; each clause is synthesised
 and queued for playback while the model keeps writing. When the child speaks
 over the robot (and it is not the robot's own echo), playback stops at once,
@@ -24,7 +31,7 @@ from companion.audio.frames import AudioFrame
 from companion.audio.sinks import Player
 from companion.chat import Conversation
 from companion.errors import CompanionError
-from companion.llm.generate import TokenEvent
+from companion.llm.generate import Gate, TokenEvent
 from companion.persona import cap_words
 from companion.safety.check import SafetyVerdict
 from companion.tts.clauses import ClauseSplitter
@@ -34,12 +41,15 @@ from companion.vad.endpoint import (
     Endpointer,
     SpeechOnset,
     SpeechRejected,
+    SpeechResumed,
     SpeechStarted,
     Utterance,
     UtteranceEnded,
+    UtteranceMaybeEnded,
 )
 from companion.voice.config import LoopConfig
 from companion.voice.echo import echo_similarity, repeats_robot
+from companion.voice.turn_end import looks_unfinished
 from companion.voice.events import (
     BargeIn,
     ClauseBlocked,
@@ -49,6 +59,7 @@ from companion.voice.events import (
     LoopEvent,
     LoopState,
     ReplyCancelled,
+    SpeculationDropped,
     SpeechDetected,
     StateChanged,
     Transcribed,
@@ -90,6 +101,8 @@ class VoiceLoop:
         #: again together with what follows (a child pausing mid-sentence is one utterance).
         self._carry: Utterance | None = None
         self._spoke = False
+        #: The turn in progress: its utterance and whether the endpointer has confirmed its end.
+        self._pending: _Pending | None = None
 
     # -- observation -----------------------------------------------------------------
     def _now(self) -> float:
@@ -111,6 +124,7 @@ class VoiceLoop:
 
     # -- main loop ---------------------------------------------------------------------
     async def run(self, frames: AsyncIterator[AudioFrame]) -> list[TurnRecord]:
+        self._warm_next()
         try:
             async for frame in frames:
                 self._mic.append(frame)
@@ -150,16 +164,51 @@ class VoiceLoop:
             self._echo_run = False
             if self.state == LoopState.HEARING and not self._robot_busy():
                 self._set_state(LoopState.LISTENING)
+        elif isinstance(event, UtteranceMaybeEnded):
+            if not self._echo_run and not self._robot_busy():
+                self._start_turn(event.utterance, confirmed=False)
+        elif isinstance(event, SpeechResumed):
+            pending = self._pending
+            if pending is not None and not pending.confirmed.is_set() and self._robot_busy():
+                self._drop_speculation(pending)
         elif isinstance(event, UtteranceEnded):
             utt = event.utterance
             self._emit(UtteranceCaptured(utt.speech_start, utt.speech_end, utt.forced, now))
+            pending = self._pending
             if self._echo_run:
                 self._echo_run = False
                 self._emit(TurnDropped("echo", "", now))
+                if pending is not None and not pending.confirmed.is_set() and self._robot_busy():
+                    self._drop_speculation(pending)
                 if not self._robot_busy():
                     self._set_state(LoopState.LISTENING)
                 return
-            self._turn = asyncio.get_running_loop().create_task(self._run_turn(utt), name="turn")
+            if pending is not None and not pending.confirmed.is_set() and pending.speech_end == utt.speech_end \
+                    and not utt.forced:
+                pending.confirm(now)  # the speculative turn was right: let it speak
+                if self._robot_busy():
+                    self._set_state(LoopState.THINKING)
+                elif not self.endpointer.in_speech:
+                    self._set_state(LoopState.LISTENING)  # it already ended (noise, nothing to say)
+                return
+            if pending is not None and not pending.confirmed.is_set() and self._robot_busy():
+                self._drop_speculation(pending)
+            self._start_turn(utt, confirmed=True)
+            self._set_state(LoopState.THINKING)
+
+    def _start_turn(self, utt: Utterance, *, confirmed: bool) -> None:
+        pending = self._confirmed(utt) if confirmed else _Pending(utt.speech_end, None)
+        pending.carry_before = self._carry
+        self._pending = pending
+        self._turn = asyncio.get_running_loop().create_task(self._run_turn(utt, pending), name="turn")
+
+    def _drop_speculation(self, pending: _Pending) -> None:
+        """The child went on talking: the unconfirmed turn is cancelled; its words stay in the utterance."""
+        pending.dropped = True
+        self._carry = pending.carry_before
+        if self._turn is not None:
+            self._turn.cancel()
+        self._emit(SpeculationDropped(self._now()))
 
     def _mic_since(self, t: float) -> np.ndarray:
         parts = [f.samples for f in self._mic if f.end > t]
@@ -182,40 +231,50 @@ class VoiceLoop:
         return Utterance(audio=audio[-limit:], t_audio=carry.t_audio, speech_start=carry.speech_start,
                          speech_end=utt.speech_end, forced=utt.forced)
 
-    async def _run_turn(self, utt: Utterance) -> None:
+    def _confirmed(self, utt: Utterance) -> _Pending:
+        pending = _Pending(utt.speech_end, None)
+        pending.confirm(self._now())
+        return pending
+
+    async def _run_turn(self, utt: Utterance, pending: _Pending | None = None) -> None:
+        pending = pending or self._confirmed(utt)
         utt = self._merge_carry(utt)
         self._spoke = False
         try:
-            await self._turn_body(utt)
+            await self._turn_body(utt, pending)
         except asyncio.CancelledError:
-            if not self._spoke:
+            if not self._spoke and not pending.dropped:
                 self._carry = utt
             raise
         except CompanionError as err:
             log.error("[%s] turn failed: %s", err.code, err.message)
             self._emit(TurnFailed(err.code, err.message, self._now()))
-            await self._say_oops()
+            await self._say_oops(pending)
         except Exception as err:  # noqa: BLE001 - one bad turn must not end the robot
             log.exception("[TURN_FAILED] unexpected error in a turn")
             self._emit(TurnFailed("TURN_FAILED", repr(err), self._now()))
-            await self._say_oops()
+            await self._say_oops(pending)
         finally:
             if asyncio.current_task() is self._turn:
                 self._turn = None
             if not self.endpointer.in_speech:
                 self._set_state(LoopState.LISTENING)
+            elif pending.dropped:
+                self._set_state(LoopState.HEARING)
 
-    async def _say_oops(self) -> None:
+    async def _say_oops(self, pending: _Pending) -> None:
         try:
             speech = await self.tts.synthesize(OOPS)
+            await pending.confirmed.wait()
             self.player.enqueue(speech.samples, speech.rate, tag=-1)
             await self.player.drain()
         except Exception:  # noqa: BLE001
             log.exception("[TTS_FAILED] could not even say the oops line")
 
-    async def _turn_body(self, utt: Utterance) -> None:
-        self._set_state(LoopState.THINKING)
+    async def _turn_body(self, utt: Utterance, pending: _Pending | None = None) -> None:
+        pending = pending or self._confirmed(utt)
         speech_ratio = utt.duration / max(1e-6, len(utt.audio) / 16_000)
+        asr_start = self._now()
         transcript = await self.asr.transcribe(utt.audio, speech_ratio=speech_ratio)
         now = self._now()
         if transcript.rejected:
@@ -226,7 +285,8 @@ class VoiceLoop:
             self._emit(TurnDropped("echo", transcript.text, now))
             return
         self._emit(Transcribed(transcript.text, transcript.asr_ms, now))
-        turn = _Turn(heard=transcript.text, utt=utt, asr_ms=transcript.asr_ms, asr_done=now)
+        turn = _Turn(heard=transcript.text, utt=utt, asr_ms=transcript.asr_ms, asr_done=now, pending=pending,
+                     asr_start=asr_start, unfinished=looks_unfinished(transcript.text))
         try:
             await asyncio.gather(self._think(turn), self._speak(turn))
         except asyncio.CancelledError:
@@ -250,14 +310,18 @@ class VoiceLoop:
                     await turn.clauses.put(cap_words(piece, cap))
                 return False
             words += n
+            if turn.first_clause_t is None:
+                turn.first_clause_t = self._now()
             await turn.clauses.put(piece)
             return True
 
-        stream = self.conversation.stream(turn.heard)
+        stream = self.conversation.stream(turn.heard, gate=turn.gate)
         try:
             capped = False
             async for item in stream:
                 if isinstance(item, TokenEvent):
+                    turn.reply_tokens += 1
+                    turn.last_token_t = self._now()
                     if turn.first_token_ms is None:
                         turn.first_token_ms = round((self._now() - turn.asr_done) * 1000, 1)
                         self._emit(FirstToken(turn.first_token_ms, self._now()))
@@ -290,9 +354,22 @@ class VoiceLoop:
             text = speakable(piece)
             if not text:
                 continue
-            speech = await self.tts.synthesize(text)
-            if turn.tts_first_ms is None:
+            synth_start = self._now()
+            first = turn.tts_first_ms is None
+            if first:  # the child is waiting for this one: the model pauses so the TTS has both cores
+                turn.gate.close()
+            try:
+                speech = await self.tts.synthesize(text)
+            finally:
+                turn.gate.open()
+            if first:
                 turn.tts_first_ms = speech.synth_ms
+                turn.tts_first = (synth_start, self._now())
+            await turn.pending.confirmed.wait()  # a speculative turn speaks only once the child has finished
+            if turn.unfinished and not turn.said:  # "and so my fellow..." + a breath: give the child time
+                hold = turn.utt.speech_end + self.config.unfinished_hold_ms / 1000 - self._now()
+                if hold > 0:
+                    await asyncio.sleep(hold)
             self.player.enqueue(speech.samples, speech.rate, tag=tag, on_start=self._on_clause_start(turn, piece))
         await self.player.drain()
 
@@ -312,16 +389,46 @@ class VoiceLoop:
         self.conversation.remember(turn.heard, reply, interrupted=interrupted)
         self._last_said = reply
         self._last_spoke_end = self._now()
-        ttfa = None if turn.first_audio_t is None else round((turn.first_audio_t - turn.utt.speech_end) * 1000, 1)
+        end = turn.utt.speech_end
+        ttfa = None if turn.first_audio_t is None else round((turn.first_audio_t - end) * 1000, 1)
         verdict = turn.output_verdict or self.conversation.verdict
         record = TurnRecord(
             index=self._turn_index, child=self.conversation.child, heard=turn.heard, reply=reply,
             interrupted=interrupted, safety=verdict.to_json(),
+            tokens=turn.tokens(self.conversation.last_prompt_tokens, self.conversation.last_cached_tokens),
             timings=TurnTimings(speech_end=round(turn.utt.speech_end, 3), asr_ms=turn.asr_ms,
                                 llm_first_token_ms=turn.first_token_ms, tts_first_chunk_ms=turn.tts_first_ms,
-                                ttfa_ms=ttfa))
+                                ttfa_ms=ttfa, trace=turn.trace()))
         self.records.append(record)
         self._emit(TurnCompleted(record, self._now()))
+        self._warm_next()
+
+    def _warm_next(self) -> None:
+        """Prefill the next prompt's fixed part on the model's worker while the child talks (off the loop)."""
+        future = asyncio.get_running_loop().run_in_executor(self.conversation.generator.executor,
+                                                            self.conversation.warm_next)
+
+        def done(f: asyncio.Future) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                log.warning("[LLM_WARM_FAILED] could not prefill the next prompt: %r", f.exception())
+
+        future.add_done_callback(done)
+
+
+@dataclass
+class _Pending:
+    """A turn's standing: speculative until the endpointer confirms the utterance's end."""
+
+    speech_end: float
+    #: The carried-over speech this turn merged, put back if the speculation is dropped.
+    carry_before: Utterance | None
+    confirmed: asyncio.Event = field(default_factory=asyncio.Event)
+    confirmed_t: float | None = None
+    dropped: bool = False
+
+    def confirm(self, t: float) -> None:
+        self.confirmed_t = t
+        self.confirmed.set()
 
 
 @dataclass
@@ -332,6 +439,15 @@ class _Turn:
     utt: Utterance
     asr_ms: float
     asr_done: float
+    pending: _Pending
+    asr_start: float
+    #: The transcript stops mid-phrase: the reply waits for a longer silence.
+    unfinished: bool = False
+    first_clause_t: float | None = None
+    tts_first: tuple[float, float] | None = None
+    reply_tokens: int = 0
+    last_token_t: float | None = None
+    gate: Gate = field(default_factory=Gate)
     first_token_ms: float | None = None
     tts_first_ms: float | None = None
     first_audio_t: float | None = None
@@ -339,3 +455,27 @@ class _Turn:
     safety_stop: bool = False
     output_verdict: SafetyVerdict | None = None
     clauses: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=8))
+
+    def tokens(self, prompt_tokens: int, cached_tokens: int) -> dict:
+        """Language-model tokens of the turn (prompt, reply) and the decode speed as the loop saw it."""
+        rate = None
+        if self.first_token_ms is not None and self.last_token_t is not None and self.reply_tokens > 1:
+            span = self.last_token_t - (self.asr_done + self.first_token_ms / 1000)
+            rate = round((self.reply_tokens - 1) / span, 1) if span > 0 else None
+        return {"prompt": prompt_tokens, "cached": cached_tokens, "reply": self.reply_tokens, "tok_s": rate}
+
+    def trace(self) -> dict[str, float | None]:
+        """When each stage of the turn happened, in ms from the end of the child's speech."""
+        end = self.utt.speech_end
+
+        def ms(t: float | None) -> float | None:
+            return None if t is None else round((t - end) * 1000, 1)
+
+        first_token = None if self.first_token_ms is None else self.asr_done + self.first_token_ms / 1000
+        return {
+            "speech_start": ms(self.utt.speech_start), "asr_start": ms(self.asr_start), "asr_end": ms(self.asr_done),
+            "first_token": ms(first_token), "first_clause": ms(self.first_clause_t),
+            "tts_start": ms(self.tts_first[0] if self.tts_first else None),
+            "tts_end": ms(self.tts_first[1] if self.tts_first else None),
+            "end_confirmed": ms(self.pending.confirmed_t), "first_audio": ms(self.first_audio_t),
+        }

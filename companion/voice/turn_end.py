@@ -1,0 +1,31 @@
+"""Did the child finish? A transcript that stops mid-phrase makes the robot wait longer before speaking.
+
+Silence alone cannot tell "Why is the sky blue?" from "And so my fellow..." + a breath. Whisper
+ends a finished sentence with punctuation and usually leaves a cut-off phrase bare; a phrase
+that ends on a word that needs a continuation ("and", "the", "because") is unfinished whatever
+its punctuation. Such a turn is answered only after ``LoopConfig.unfinished_hold_ms`` of silence;
+if the child goes on meanwhile, it becomes part of the same utterance (the loop's carry-over).
+"""
+
+from __future__ import annotations
+
+import re
+
+#: Words after which a sentence goes on.
+CONTINUES = frozenset({
+    "and", "but", "or", "so", "because", "cause", "if", "when", "then", "that", "which", "who",
+    "the", "a", "an", "my", "your", "his", "her", "our", "their", "its", "this", "these", "those",
+    "to", "of", "in", "on", "at", "for", "with", "from", "about", "like", "into", "is", "are", "was",
+    "um", "uh", "erm", "hmm", "i", "we", "you", "he", "she", "they",
+})
+
+_END = re.compile(r"[.!?…][\"')\]]*$")
+
+
+def looks_unfinished(text: str) -> bool:
+    words = re.findall(r"[a-z']+", text.lower())
+    if not words:
+        return False
+    if words[-1] in CONTINUES:
+        return True
+    return not _END.search(text.strip())
