@@ -24,6 +24,7 @@ from companion.memory.store import Fact, MemoryStore
 from companion.models.cache import ModelCache
 from companion.paths import models_cache_dir
 from companion.persona import Persona, cap_words, load_persona
+from companion.parent import settings as parent_settings
 from companion.safety.check import ANSWER, SafetyLayer, SafetyVerdict
 
 _CHILD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
@@ -97,6 +98,14 @@ class _Exchange:
         return [ChatMessage("user", self.heard), ChatMessage("assistant", self.said)]
 
 
+def _similar(a: str, b: str) -> bool:
+    """Two replies of four words or more that share most of their words."""
+    wa, wb = set(re.findall(r"[a-z']+", a.lower())), set(re.findall(r"[a-z']+", b.lower()))
+    if len(wa) < 4 or len(wb) < 4:
+        return False
+    return len(wa & wb) / len(wa | wb) >= 0.6
+
+
 #: Words of an earlier turn quoted when it is recalled.
 RECALL_WORDS = 16
 
@@ -131,13 +140,26 @@ class Conversation:
         if len(tok.encode_chat([self._system, ChatMessage("user", "")])) + 16 > config.memory.prompt_tokens:
             raise ConfigError(f"memory.prompt_tokens ({config.memory.prompt_tokens}) is smaller than the "
                               f"persona's own prompt")
+        self.parent = parent_settings.ParentSettings()
         if memory is not None:
-            memory.purge_expired(config.memory.retention_days)
+            self._apply_parent_settings()
+            memory.purge_expired(self.parent.retention_days or config.memory.retention_days)
             for t in memory.recent_turns(self.child, config.llm.history_turns):
                 self._remember_locally(t.id, t.heard, t.said)
+        self._purged_at = time.monotonic()
 
     def _remember_locally(self, turn_id: int | None, heard: str, said: str) -> None:
-        """Keep an exchange in the prompt history, with its token cost counted once."""
+        """Keep an exchange in the prompt history, with its token cost counted once.
+
+        A small model copies its own earlier replies from the history, and each copy makes the next more
+        likely (`companion bench` once heard the same line 21 turns in a row). A reply that repeats one in
+        the history takes that one out with it, so the prompt never shows the pattern to copy.
+        """
+        repeats = [e for e in self._history if _similar(e.said, said)]
+        if repeats:
+            for entry in repeats:
+                self._history.remove(entry)
+            return
         exchange = _Exchange(turn_id, heard, said, 0)
         cost = len(self.generator.tokenizer.encode_chat(exchange.messages(), add_generation_prompt=False))
         self._history.append(replace(exchange, cost=cost))
@@ -233,6 +255,28 @@ class Conversation:
             used += entry.cost
         return [*head, *history, *tail, user]
 
+    def _purge_hourly(self) -> None:
+        """Transcripts past the retention period go while the robot runs for weeks, not only at start."""
+        now = time.monotonic()
+        if self.memory is not None and now - self._purged_at > 3600:
+            self._purged_at = now
+            self.memory.purge_expired(self.parent.retention_days or self.config.memory.retention_days)
+
+    def _apply_parent_settings(self) -> None:
+        """Read the parents' settings (changed on the dashboard) at the start of every turn."""
+        if self.memory is None:
+            return
+        settings = parent_settings.load(self.memory)
+        if settings == self.parent:
+            return
+        old, self.parent = self.parent, settings
+        if settings.deny_topics != old.deny_topics:
+            self.safety = SafetyLayer(replace(self.config.safety, deny_topics=(
+                *self.config.safety.deny_topics, *settings.deny_topics)))
+        if settings.persona != old.persona:
+            self.persona = load_persona(settings.persona) if settings.persona else persona_of(self.config)
+            self._system = ChatMessage("system", self.persona.system_prompt())
+
     def warm_next(self) -> int:
         """Prefill the next turn's fixed part (persona, facts, history) now, while the child is talking.
 
@@ -254,8 +298,19 @@ class Conversation:
         turn is really a turn (a reply begun while the child may still go on is not). A question about the
         child's own facts ("what is my dog called?") is answered from memory.
         """
+        self._apply_parent_settings()
+        self._purge_hourly()
         self.verdict = self.safety.check_input(heard)
         self.last_prompt_tokens = self.last_cached_tokens = 0
+        # A disclosure is heard and alerted whatever the hour; otherwise quiet hours and the daily
+        # limit come before anything else the robot might say.
+        held = None if self.verdict.action == "alert" or self.memory is None else parent_settings.gate(
+            self.parent, self.memory, self.child)
+        if held is not None:
+            self.verdict = SafetyVerdict("answer", held)
+            for item in _fixed_reply(parent_settings.LINES[held], held):
+                yield item
+            return
         if self.verdict.action != "answer":
             for item in _fixed_reply(self.safety.reply(self.verdict, heard), "safety"):
                 yield item
@@ -294,7 +349,7 @@ class Conversation:
             kept.append(clause)
         return " ".join(kept), ANSWER
 
-    def remember(self, heard: str, said: str, *, interrupted: bool = False) -> int | None:
+    def remember(self, heard: str, said: str, *, interrupted: bool = False, talk_s: float | None = None) -> int | None:
         """Record an exchange once it has been said; returns the stored turn id (acknowledged).
 
         Personal information the child said is not stored (the transcript keeps a placeholder) and no
@@ -311,7 +366,8 @@ class Conversation:
         if verdict.action == "alert":
             self.memory.add_alert(self.child, verdict.category or "unknown", heard)
         turn_id = self.memory.add_turn(self._session, self.child, heard, said, interrupted=interrupted,
-                                       meta={"safety": verdict.to_json()})
+                                       meta={"safety": verdict.to_json(),
+                                             **({} if talk_s is None else {"talk_s": round(talk_s, 2)})})
         self._remember_locally(turn_id, heard, said)
         if verdict.action != "answer":
             return turn_id

@@ -40,3 +40,12 @@ def default_data_dir() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
     return base / "companion"
+
+
+def shared_eval_dir() -> Path:
+    """The workplace's evaluation data (recordings, safety and conversation sets): ``COMPANION_EVAL_DIR``
+    or ``../shared/eval`` beside the repository. Read from there, never copied into the repository."""
+    env = os.environ.get("COMPANION_EVAL_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parent.parent.parent / "shared" / "eval"

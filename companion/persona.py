@@ -84,3 +84,8 @@ def cap_words(text: str, max_words: int) -> str:
     if kept:
         return " ".join(kept)
     return " ".join(words[:max_words]).rstrip(",;:") + "."
+
+
+def available_personas(folder: Path | None = None) -> list[str]:
+    """Persona ids that have a file (for the parents' settings page)."""
+    return sorted(p.stem for p in (folder or configs_dir() / "personas").glob("*.toml"))

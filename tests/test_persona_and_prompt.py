@@ -116,3 +116,13 @@ def test_the_next_turns_prefix_is_prefilled_while_the_child_talks(generator, tmp
     cached, _ = generator.prefix_cache.longest_prefix(prompt)
     assert prefix_len > 100 and cached >= prefix_len
     assert len(prompt) - cached < len(prompt) // 2  # most of the prompt is already computed
+
+
+def test_a_reply_that_repeats_an_earlier_one_leaves_the_history_with_it(generator, tmp_path):
+    conversation = Conversation(generator, CompanionConfig(), "kid", MemoryStore(tmp_path))
+    conversation.remember("what is the sky", "As Pip, I can help you with a variety of things.")
+    conversation.remember("why do cats purr", "Cats purr when they are happy.")
+    conversation.remember("what do dinosaurs eat", "As Pip, I can help you with a variety of things for you.")
+    said = [m.content for m in conversation.messages("hello") if m.role == "assistant"]
+    assert said == ["Cats purr when they are happy."]  # neither copy is left to be copied again
+    assert conversation.memory.count_turns("kid") == 3  # the transcript keeps everything

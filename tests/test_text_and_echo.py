@@ -71,5 +71,6 @@ def test_a_transcript_that_stops_mid_phrase_looks_unfinished():
     for text in ["And so my fellow Americans", "I went to the park with my", "Can I tell you about",
                  "My dog is called and", "Um."]:
         assert looks_unfinished(text), text
-    for text in ["Why is the sky blue?", "I have a puppy called Biscuit.", "Good night, robot!", ""]:
+    for text in ["Why is the sky blue?", "I have a puppy called Biscuit.", "Good night, robot!", "",
+                 "What can I do for you?", "Thank you."]:
         assert not looks_unfinished(text), text

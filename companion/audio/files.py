@@ -23,8 +23,11 @@ class AudioInputError(CompanionError):
     code = "AUDIO_INPUT_INVALID"
 
 
-def read_chunks(path: Path, *, rate: int = PIPELINE_RATE, chunk_samples: int = 16_000) -> Iterator[np.ndarray]:
-    """Yield float32 mono chunks at ``rate``; coded errors for missing, empty, unsupported, corrupt files."""
+def read_chunks(path: Path, *, rate: int = PIPELINE_RATE, chunk_samples: int = 16_000,
+                channel: int | None = None) -> Iterator[np.ndarray]:
+    """Yield float32 mono chunks at ``rate``; coded errors for missing, empty, unsupported, corrupt files.
+
+    ``channel`` (0 left, 1 right) takes one channel of a stereo file instead of the mix."""
     import av
 
     if not path.is_file():
@@ -44,12 +47,13 @@ def read_chunks(path: Path, *, rate: int = PIPELINE_RATE, chunk_samples: int = 1
     try:
         if not container.streams.audio:
             raise AudioInputError(f"{path.name} holds no audio stream", code="AUDIO_FILE_CORRUPT")
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        resampler = av.AudioResampler(format="fltp", layout="mono" if channel is None else "stereo", rate=rate)
+        pick = channel or 0
         stream = container.streams.audio[0]
         try:
             for frame in _decode(container, stream):
                 for out in resampler.resample(frame):
-                    arr = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    arr = out.to_ndarray()[pick].astype(np.float32, copy=False)
                     pending.append(arr)
                     pending_n += arr.size
                     while pending_n >= chunk_samples:
@@ -59,7 +63,7 @@ def read_chunks(path: Path, *, rate: int = PIPELINE_RATE, chunk_samples: int = 1
                         rest = joined[chunk_samples:]
                         pending, pending_n = ([rest] if rest.size else []), rest.size
             for out in resampler.resample(None):
-                pending.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+                pending.append(out.to_ndarray()[pick].astype(np.float32, copy=False))
         except (av.error.InvalidDataError, av.error.FFmpegError) as err:
             raise AudioInputError(f"{path.name} is corrupt: {err}", code="AUDIO_FILE_CORRUPT") from err
         if pending:
@@ -81,10 +85,11 @@ def _decode(container, stream):
         yield from packet.decode()
 
 
-def read_all(path: Path, *, rate: int = PIPELINE_RATE, max_seconds: float = 600.0) -> np.ndarray:
+def read_all(path: Path, *, rate: int = PIPELINE_RATE, max_seconds: float = 600.0,
+             channel: int | None = None) -> np.ndarray:
     """A whole (bounded) file; for tests and short clips."""
     chunks, total = [], 0
-    for chunk in read_chunks(path, rate=rate):
+    for chunk in read_chunks(path, rate=rate, channel=channel):
         chunks.append(chunk)
         total += chunk.size
         if total > max_seconds * rate:

@@ -77,6 +77,7 @@ def run(config: CompanionConfig, cache: ModelCache, *, runs: int = 3, max_new_to
         "quantize": prepared.record.get("quantize"),
         "providers": generator.model.providers,
         "threads": config.llm.threads,
+        "spin": config.llm.spin,
         "runs": runs * len(prompts),
         "load_s": round(load_s, 2),
         "prefix_tokens": prefix_tokens,
@@ -172,7 +173,7 @@ def _llama_cpp(gguf: Path, generator: Generator, system, prompts, runs: int, max
 def format_table(figures: dict) -> str:
     lines = [
         f"model            {figures['model']} ({figures['quantize']}, {', '.join(figures['providers'])}, "
-        f"{figures['threads']} threads)",
+        f"{figures['threads']} threads, spinning {'on' if figures['spin'] else 'off'})",
         f"load             {figures['load_s']} s; persona prefix {figures['prefix_tokens']} tokens in "
         f"{figures['prefix_warm_ms']} ms",
         f"TTFT             {figures['ttft_ms']} ms median, {figures['ttft_ms_p95']} ms p95 (persona prefix cached); "

@@ -12,12 +12,30 @@ from companion.paths import models_cache_dir
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench", help="measure speed and memory")
-    bsub = p.add_subparsers(dest="bench_command", required=True)
+    p = sub.add_parser("bench", help="measure the whole loop (or one part: llm, memory, facts)",
+                       description="Without a subcommand: the whole voice loop on a fixed utterance set "
+                                   "(recordings from the shared eval folder + generated speech).")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", type=Path, default=None, metavar="FILE", help="PNG of one turn's stage timeline")
+    p.add_argument("--limit", type=int, default=None, help="only the first N utterances (a quick look)")
+    p.add_argument("--audio-dir", type=Path, default=None,
+                   help="recordings with a README of reference transcripts (default ../shared/eval/audio)")
+    p.add_argument("--asr-model", default=None, help="e.g. whisper-tiny-en (default: the config's)")
+    p.add_argument("--asr-window", choices=("fit", "full"), default=None, help="Whisper encoder window")
+    p.add_argument("--early-end-ms", type=int, default=None, help="tentative end of speech (0: off)")
+    p.add_argument("--end-silence-ms", type=int, default=None, help="silence that ends an utterance")
+    p.add_argument("--no-service", action="store_true", help="skip start-to-ready and idle CPU (a subprocess)")
+    p.add_argument("--no-llm-alone", action="store_true", help="skip the LLM-alone tokens/s and llama.cpp ratio")
+    p.add_argument("--cloud-price", type=float, default=None, metavar="USD",
+                   help="cloud price per 1,000 tokens for the cost comparison")
+    p.set_defaults(func=cmd_bench)
+    bsub = p.add_subparsers(dest="bench_command", required=False)
     lp = bsub.add_parser("llm", help="language model: TTFT, tokens/s, RSS (and llama.cpp if installed)")
     lp.add_argument("--json", action="store_true")
     lp.add_argument("--runs", type=int, default=3, help="passes over the prompt set")
     lp.add_argument("--max-new-tokens", type=int, default=48)
+    lp.add_argument("--spin", action="store_true",
+                    help="let onnxruntime's threads spin (faster alone; the loop runs without, see README)")
     lp.add_argument("--genai-model", type=Path, default=None,
                     help="also time this onnxruntime-genai model folder (made by its model builder)")
     lp.set_defaults(func=cmd_bench_llm)
@@ -28,6 +46,37 @@ def add_parser(sub) -> None:
     fp = bsub.add_parser("facts", help="fact extraction: rules vs the language model")
     fp.add_argument("--json", action="store_true")
     fp.set_defaults(func=cmd_bench_facts)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from companion.bench import loop
+    from companion.paths import shared_eval_dir
+
+    config = load_config(args.config)
+    asr = config.asr
+    if args.asr_model:
+        asr = replace(asr, model=args.asr_model)
+    if args.asr_window:
+        asr = replace(asr, window=args.asr_window)
+    vad = config.vad
+    if args.early_end_ms is not None:
+        vad = replace(vad, early_end_ms=args.early_end_ms)
+    if args.end_silence_ms is not None:
+        vad = replace(vad, end_silence_ms=args.end_silence_ms)
+    config = replace(config, asr=asr, vad=vad)
+    audio_dir = args.audio_dir or shared_eval_dir() / "audio"
+    figures = loop.run(config, ModelCache(models_cache_dir()), audio_dir=audio_dir, limit=args.limit,
+                       service=not args.no_service, config_path=args.config, llm_isolated=not args.no_llm_alone,
+                       cloud_price_per_1k=args.cloud_price if args.cloud_price is not None else loop.DEFAULT_CLOUD_PRICE)
+    if args.plot is not None and figures["example_turn"]:
+        from companion.bench.plot import timeline_png
+
+        timeline_png(figures["example_turn"], args.plot)
+        figures["plot"] = str(args.plot)
+    print(json.dumps(figures, indent=2) if args.json else loop.format_report(figures))
+    return 0
 
 
 def cmd_bench_memory(args: argparse.Namespace) -> int:
@@ -71,7 +120,12 @@ def cmd_bench_facts(args: argparse.Namespace) -> int:
 def cmd_bench_llm(args: argparse.Namespace) -> int:
     from companion.bench import llm
 
-    figures = llm.run(load_config(args.config), ModelCache(models_cache_dir()), runs=args.runs,
+    from dataclasses import replace
+
+    config = load_config(args.config)
+    if args.spin:
+        config = replace(config, llm=replace(config.llm, spin=True))
+    figures = llm.run(config, ModelCache(models_cache_dir()), runs=args.runs,
                       max_new_tokens=args.max_new_tokens, genai_model=args.genai_model)
     print(json.dumps(figures, indent=2) if args.json else llm.format_table(figures))
     return 0

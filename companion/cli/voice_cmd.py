@@ -35,6 +35,8 @@ def add_parser(sub) -> None:
                    help="run as a systemd service: READY/STATUS/WATCHDOG/STOPPING on NOTIFY_SOCKET")
     r.add_argument("--simulate", type=Path, nargs="+", default=None, metavar="AUDIO",
                    help="use these audio files as the microphone (then silence) and a simulated speaker")
+    r.add_argument("--parent-port", type=int, default=None, metavar="PORT",
+                   help="also serve the parents' dashboard on this port (all interfaces)")
     r.set_defaults(func=cmd_run)
 
 
@@ -125,8 +127,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             segments = [Segment(p, label=p.name) for p in args.simulate]
             frames = lambda loop: SimulatedMicrophone(segments, idle=loop.is_idle, player=player,  # noqa: E731
                                                       endless=True).frames()
-        return await serve(models, config, child, memory, frames, player, notifier, stop=stop,
-                           on_event=None if args.service else _print_words)
+        dashboard = None
+        if args.parent_port is not None:
+            from companion.cli.parent_cmd import serve as serve_dashboard
+
+            # Its own connection to the same database; the loop reads what it writes at each turn.
+            dashboard = asyncio.create_task(serve_dashboard(MemoryStore(memory.path.parent), config, "0.0.0.0",
+                                                            args.parent_port), name="parent-dashboard")
+        try:
+            return await serve(models, config, child, memory, frames, player, notifier, stop=stop,
+                               on_event=None if args.service else _print_words)
+        finally:
+            if dashboard is not None:
+                dashboard.cancel()
+                await asyncio.gather(dashboard, return_exceptions=True)
 
     try:
         turns = asyncio.run(main())

@@ -9,6 +9,7 @@ and vacuums, so the erased words are nowhere in the database files afterwards.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -53,6 +54,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         """CREATE TRIGGER turns_ad AFTER DELETE ON turns BEGIN
                INSERT INTO turns_fts(turns_fts, rowid, heard, said) VALUES ('delete', old.id, old.heard, old.said);
            END""",
+    ),
+    # Parent settings (quiet hours, limits...) and the parent password's hash; not per child, never erased
+    # with a child's memory.
+    2: (
+        "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
@@ -229,6 +235,96 @@ class MemoryStore:
         rows = self._db.execute("SELECT id, at, category, transcript, seen FROM alerts WHERE child_id = ? "
                                 "ORDER BY id", (cid,)).fetchall()
         return [{"id": r[0], "at": r[1], "category": r[2], "transcript": r[3], "seen": bool(r[4])} for r in rows]
+
+    def all_alerts(self) -> list[dict]:
+        """Every child's alerts, unseen first, newest first."""
+        rows = self._db.execute("SELECT a.id, c.name, a.at, a.category, a.transcript, a.seen FROM alerts a "
+                                "JOIN children c ON c.id = a.child_id ORDER BY a.seen, a.id DESC").fetchall()
+        return [{"id": r[0], "child": r[1], "at": r[2], "category": r[3], "transcript": r[4], "seen": bool(r[5])}
+                for r in rows]
+
+    def mark_alert_seen(self, alert_id: int) -> bool:
+        return self._write(lambda db: db.execute("UPDATE alerts SET seen = 1 WHERE id = ?", (alert_id,)).rowcount) > 0
+
+    def turns(self, child: str, *, query: str = "", limit: int = 200) -> list[StoredTurn]:
+        """A child's transcript, newest first; ``query`` searches what was said by either side (FTS5)."""
+        cid = self.child_id(child, create=False)
+        if cid is None:
+            return []
+        if query.strip():
+            terms = [t for t in re.findall(r"[a-z0-9']+", query.lower()) if len(t) > 1][:12]
+            if not terms:
+                return []
+            match = " AND ".join(f'"{t}"' for t in terms)
+            rows = self._db.execute(
+                "SELECT t.id, t.session_id, t.at, t.heard, t.said, t.interrupted FROM turns_fts f "
+                "JOIN turns t ON t.id = f.rowid WHERE turns_fts MATCH ? AND t.child_id = ? ORDER BY t.id DESC "
+                "LIMIT ?", (match, cid, limit)).fetchall()
+        else:
+            rows = self._db.execute("SELECT id, session_id, at, heard, said, interrupted FROM turns "
+                                    "WHERE child_id = ? ORDER BY id DESC LIMIT ?", (cid, limit)).fetchall()
+        return [StoredTurn(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
+
+    def delete_turn(self, child: str, turn_id: int) -> bool:
+        """Delete one exchange (the full-text index and freed pages are scrubbed)."""
+        cid = self.child_id(child, create=False)
+
+        def write(db):
+            db.execute("UPDATE facts SET source_turn_id = NULL WHERE source_turn_id = ?", (turn_id,))
+            return db.execute("DELETE FROM turns WHERE id = ? AND child_id = ?", (turn_id, cid)).rowcount
+
+        deleted = cid is not None and self._write(write) > 0
+        if deleted:
+            self._scrub()
+        return deleted
+
+    def talk_seconds(self, child: str, since: float) -> float:
+        """How long the child talked with the robot since ``since`` (each turn's own measure, or an estimate)."""
+        cid = self.child_id(child, create=False)
+        if cid is None:
+            return 0.0
+        total = 0.0
+        for heard, said, meta in self._db.execute("SELECT heard, said, meta FROM turns WHERE child_id = ? AND at >= ?",
+                                                  (cid, since)):
+            talk = json.loads(meta).get("talk_s")
+            total += float(talk) if talk is not None else (len(heard.split()) + len(said.split())) / 2.5
+        return total
+
+    def fact_rows(self, child: str) -> list[dict]:
+        cid = self.child_id(child, create=False)
+        if cid is None:
+            return []
+        rows = self._db.execute("SELECT id, kind, value, at FROM facts WHERE child_id = ? ORDER BY kind, at DESC",
+                                (cid,)).fetchall()
+        return [{"id": r[0], "kind": r[1], "value": r[2], "at": r[3]} for r in rows]
+
+    def update_fact(self, child: str, fact_id: int, value: str) -> bool:
+        cid = self.child_id(child, create=False)
+        value = value.strip()
+        if cid is None or not value:
+            return False
+        try:
+            return self._write(lambda db: db.execute("UPDATE facts SET value = ?, at = ? WHERE id = ? AND child_id = ?",
+                                                     (value, time.time(), fact_id, cid)).rowcount) > 0
+        except sqlite3.IntegrityError:  # the same fact already exists: the corrected one merges into it
+            return self.delete_fact(child, fact_id)
+
+    def delete_fact(self, child: str, fact_id: int) -> bool:
+        cid = self.child_id(child, create=False)
+        deleted = cid is not None and self._write(
+            lambda db: db.execute("DELETE FROM facts WHERE id = ? AND child_id = ?", (fact_id, cid)).rowcount) > 0
+        if deleted:
+            self._scrub()
+        return deleted
+
+    # -- settings ------------------------------------------------------------------------------
+    def setting(self, key: str, default=None):
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def put_setting(self, key: str, value) -> None:
+        self._write(lambda db: db.execute("INSERT INTO settings(key, value) VALUES (?, ?) ON CONFLICT(key) "
+                                          "DO UPDATE SET value = excluded.value", (key, json.dumps(value))))
 
     # -- retention, export, erase -----------------------------------------------------------
     def purge_expired(self, retention_days: float, *, now: float | None = None) -> int:

@@ -266,7 +266,7 @@ class VoiceLoop:
         try:
             speech = await self.tts.synthesize(OOPS)
             await pending.confirmed.wait()
-            self.player.enqueue(speech.samples, speech.rate, tag=-1)
+            self.player.enqueue(speech.samples * self._volume(), speech.rate, tag=-1)
             await self.player.drain()
         except Exception:  # noqa: BLE001
             log.exception("[TTS_FAILED] could not even say the oops line")
@@ -370,8 +370,13 @@ class VoiceLoop:
                 hold = turn.utt.speech_end + self.config.unfinished_hold_ms / 1000 - self._now()
                 if hold > 0:
                     await asyncio.sleep(hold)
-            self.player.enqueue(speech.samples, speech.rate, tag=tag, on_start=self._on_clause_start(turn, piece))
+            self.player.enqueue(speech.samples * self._volume(), speech.rate, tag=tag,
+                                on_start=self._on_clause_start(turn, piece))
         await self.player.drain()
+
+    def _volume(self) -> float:
+        """The parents' volume setting (read by the conversation at the start of each turn)."""
+        return self.conversation.parent.volume / 100
 
     def _on_clause_start(self, turn: _Turn, piece: str) -> Callable[[float], None]:
         def on_start(t: float) -> None:
@@ -386,7 +391,9 @@ class VoiceLoop:
     def _record(self, turn: _Turn, *, interrupted: bool) -> None:
         self._turn_index += 1
         reply = " ".join(turn.said)
-        self.conversation.remember(turn.heard, reply, interrupted=interrupted)
+        # Talk time for the parents' daily limit: from the child's first word to the end of the reply.
+        self.conversation.remember(turn.heard, reply, interrupted=interrupted,
+                                   talk_s=self._now() - turn.utt.speech_start)
         self._last_said = reply
         self._last_spoke_end = self._now()
         end = turn.utt.speech_end

@@ -15,9 +15,8 @@ import re
 CONTINUES = frozenset({
     "and", "but", "or", "so", "because", "cause", "if", "when", "then", "that", "which", "who",
     "the", "a", "an", "my", "your", "his", "her", "our", "their", "its", "this", "these", "those",
-    "to", "of", "in", "on", "at", "for", "with", "from", "about", "like", "into", "is", "are", "was",
-    "um", "uh", "erm", "hmm", "i", "we", "you", "he", "she", "they",
-})
+    "to", "of", "in", "on", "at", "with", "from", "like", "into", "um", "uh", "erm", "i",
+})  # not "you", "for", "is": "thank you", "what is it for", "here it is" are finished
 
 _END = re.compile(r"[.!?…][\"')\]]*$")
 

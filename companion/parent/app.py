@@ -1,0 +1,220 @@
+"""The parent dashboard: a small Starlette app the robot serves on the home network.
+
+Server-rendered pages (Jinja2, no JavaScript, no external assets) that work on a phone.
+Every route but the login page needs a session; every form carries a CSRF token. It uses
+its own connection to the memory database; the voice loop reads the settings it writes at
+the start of each turn.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from companion.config import CompanionConfig
+from companion.errors import ConfigError
+from companion.memory.store import MemoryStore
+from companion.parent import auth
+from companion.parent import settings as ps
+from companion.persona import available_personas
+
+COOKIE = "companion_session"
+LOGIN_COOKIE = "companion_login_csrf"
+ALERT_KINDS = ("disclosure", "self_harm", "stranger_contact")
+
+_env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
+_env.filters["when"] = lambda ts: dt.datetime.fromtimestamp(ts).strftime("%a %d %b %H:%M")
+_env.filters["minutes"] = lambda s: f"{s / 60:.0f} min" if s >= 60 else f"{s:.0f} s"
+
+
+def create_app(store: MemoryStore, config: CompanionConfig, *, limiter: auth.LoginLimiter | None = None,
+               secure_cookies: bool = False) -> Starlette:
+    sessions = auth.Sessions()
+    limiter = limiter or auth.LoginLimiter()
+
+    def page(name: str, request: Request, status: int = 200, **context) -> HTMLResponse:
+        session = request.state.session if hasattr(request.state, "session") else None
+        html = _env.get_template(name).render(csrf=session.csrf if session else "", children=store.children(),
+                                              **context)
+        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+    def set_cookie(response: Response, name: str, value: str, max_age: int | None = None) -> None:
+        response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="strict", secure=secure_cookies,
+                            path="/")
+
+    def protected(handler):
+        """No session: pages redirect to the login page, API routes and form posts answer 401.
+        Posts without the session's CSRF token answer 403."""
+        async def wrapped(request: Request) -> Response:
+            session = sessions.get(request.cookies.get(COOKIE))
+            if session is None:
+                if request.method == "GET" and not request.url.path.startswith("/api/"):
+                    return RedirectResponse("/login", status_code=303)
+                return JSONResponse({"error": "PARENT_AUTH_REQUIRED"}, status_code=401)
+            request.state.session = session
+            if request.method == "POST":
+                form = await request.form()
+                if not auth.same(form.get("csrf"), session.csrf):
+                    return JSONResponse({"error": "PARENT_CSRF_INVALID"}, status_code=403)
+                request.state.form = form
+            return await handler(request)
+        return wrapped
+
+    # -- login ---------------------------------------------------------------------------------
+    async def login_page(request: Request) -> Response:
+        token = secrets.token_urlsafe(32)
+        response = page("login.html", request, login_csrf=token, needs_password=not auth.has_password(store))
+        set_cookie(response, LOGIN_COOKIE, token, max_age=1800)
+        return response
+
+    async def login(request: Request) -> Response:
+        client = request.client.host if request.client else "?"
+        form = await request.form()
+        if not auth.same(form.get("csrf"), request.cookies.get(LOGIN_COOKIE)):
+            return JSONResponse({"error": "PARENT_CSRF_INVALID"}, status_code=403)
+        if not limiter.allowed(client):
+            return page("login.html", request, status=429, login_csrf=form.get("csrf"),
+                        error="Too many wrong passwords. Wait a minute and try again.")
+        ok = await run_in_threadpool(auth.check_password, store, str(form.get("password", "")))
+        if not ok:
+            limiter.failed(client)
+            return page("login.html", request, status=401, login_csrf=form.get("csrf"), error="Wrong password.",
+                        needs_password=not auth.has_password(store))
+        limiter.succeeded(client)
+        token, _session = sessions.create()
+        response = RedirectResponse("/", status_code=303)
+        set_cookie(response, COOKIE, token)
+        response.delete_cookie(LOGIN_COOKIE, path="/")
+        return response
+
+    async def logout(request: Request) -> Response:
+        sessions.drop(request.cookies.get(COOKIE))
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    # -- pages ---------------------------------------------------------------------------------
+    def overview_data() -> dict:
+        settings = ps.load(store)
+        today = ps.start_of_today(dt.datetime.now())
+        kids = [{"name": c, "talk_s": store.talk_seconds(c, today), "limit_s": settings.limit_s(c),
+                 "alerts": sum(1 for a in store.alerts(c) if not a["seen"])} for c in store.children()]
+        return {"kids": kids, "open_alerts": [a for a in store.all_alerts() if not a["seen"]],
+                "quiet_now": settings.quiet_now(dt.datetime.now()), "settings": settings}
+
+    async def overview(request: Request) -> Response:
+        return page("overview.html", request, **overview_data())
+
+    async def api_overview(request: Request) -> Response:
+        data = overview_data()
+        data["settings"] = data["settings"].to_json()
+        return JSONResponse(data)
+
+    async def alerts(request: Request) -> Response:
+        return page("alerts.html", request, alerts=store.all_alerts(), important=ALERT_KINDS)
+
+    async def alert_seen(request: Request) -> Response:
+        store.mark_alert_seen(int(request.path_params["alert_id"]))
+        return RedirectResponse("/alerts", status_code=303)
+
+    def known_child(request: Request) -> str | None:
+        child = request.path_params["child"]
+        return child if child in store.children() else None
+
+    async def transcripts(request: Request) -> Response:
+        child = known_child(request)
+        if child is None:
+            return page("message.html", request, status=404, message="No child by that name.")
+        query = request.query_params.get("q", "")[:200]
+        return page("transcripts.html", request, child=child, query=query, turns=store.turns(child, query=query))
+
+    async def delete_turn(request: Request) -> Response:
+        child = known_child(request)
+        if child is not None:
+            store.delete_turn(child, int(request.path_params["turn_id"]))
+        return RedirectResponse(f"/children/{child}/transcripts", status_code=303)
+
+    async def memory(request: Request) -> Response:
+        child = known_child(request)
+        if child is None:
+            return page("message.html", request, status=404, message="No memory of a child by that name.")
+        return page("memory.html", request, child=child, facts=store.fact_rows(child))
+
+    async def fact(request: Request) -> Response:
+        child = known_child(request)
+        if child is not None:
+            fact_id = int(request.path_params["fact_id"])
+            if request.state.form.get("action") == "delete":
+                store.delete_fact(child, fact_id)
+            else:
+                store.update_fact(child, fact_id, str(request.state.form.get("value", ""))[:200])
+        return RedirectResponse(f"/children/{child}/memory", status_code=303)
+
+    async def erase(request: Request) -> Response:
+        child = known_child(request)
+        if child is None or request.state.form.get("confirm") != child:
+            return page("message.html", request, status=400,
+                        message="Type the child's name to confirm erasing everything about them.")
+        store.erase_child(child)
+        return page("message.html", request, message=f"Everything about {child} is erased.")
+
+    async def settings_page(request: Request) -> Response:
+        return page("settings.html", request, settings=ps.load(store), personas=available_personas(),
+                    default_retention=config.memory.retention_days)
+
+    async def save_settings(request: Request) -> Response:
+        form = request.state.form
+        try:
+            limits = {}
+            for child in store.children():
+                raw = str(form.get(f"limit_{child}", "")).strip()
+                if raw:
+                    limits[child] = int(raw)
+            new = ps.ParentSettings(
+                quiet_start=str(form.get("quiet_start", "")).strip(), quiet_end=str(form.get("quiet_end", "")).strip(),
+                daily_limit_min=limits,
+                deny_topics=tuple(t.strip() for t in str(form.get("deny_topics", "")).split(",") if t.strip()),
+                retention_days=int(form.get("retention_days") or 0), volume=int(form.get("volume") or 100),
+                persona=str(form.get("persona", "")).strip())
+            if new.persona and new.persona not in available_personas():
+                raise ConfigError(f"no persona {new.persona!r}", code="PARENT_SETTING_INVALID")
+        except (ValueError, ConfigError) as err:
+            return page("settings.html", request, status=400, settings=ps.load(store), personas=available_personas(),
+                        default_retention=config.memory.retention_days, error=str(err))
+        ps.save(store, new)
+        store.purge_expired(new.retention_days or config.memory.retention_days)
+        return page("settings.html", request, settings=new, personas=available_personas(),
+                    default_retention=config.memory.retention_days, saved=True)
+
+    routes = [
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", protected(logout), methods=["POST"]),
+        Route("/", protected(overview), methods=["GET"]),
+        Route("/api/overview", protected(api_overview), methods=["GET"]),
+        Route("/alerts", protected(alerts), methods=["GET"]),
+        Route("/alerts/{alert_id:int}/seen", protected(alert_seen), methods=["POST"]),
+        Route("/children/{child}/transcripts", protected(transcripts), methods=["GET"]),
+        Route("/children/{child}/turns/{turn_id:int}/delete", protected(delete_turn), methods=["POST"]),
+        Route("/children/{child}/memory", protected(memory), methods=["GET"]),
+        Route("/children/{child}/facts/{fact_id:int}", protected(fact), methods=["POST"]),
+        Route("/children/{child}/erase", protected(erase), methods=["POST"]),
+        Route("/settings", protected(settings_page), methods=["GET"]),
+        Route("/settings", protected(save_settings), methods=["POST"]),
+    ]
+    return Starlette(routes=routes)
+
+
+#: Every route that needs a session (for tests and docs): (method, path).
+PROTECTED = [("POST", "/logout"), ("GET", "/"), ("GET", "/api/overview"), ("GET", "/alerts"),
+             ("POST", "/alerts/1/seen"), ("GET", "/children/x/transcripts"), ("POST", "/children/x/turns/1/delete"),
+             ("GET", "/children/x/memory"), ("POST", "/children/x/facts/1"), ("POST", "/children/x/erase"),
+             ("GET", "/settings"), ("POST", "/settings")]

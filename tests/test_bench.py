@@ -1,0 +1,58 @@
+"""``companion bench``: the whole loop measured on real models; figures reported, never asserted as targets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from companion.bench.utterances import cut, recording_references
+from tests.conftest import SHARED
+
+KEYS = ["ttfa_ms.p50", "ttfa_ms.p95", "asr.rtf", "asr.wer", "llm.ttft_ms", "llm.tok_s", "tts.first_chunk_ms",
+        "rss_mb", "idle_cpu_pct", "ready_s", "wh_per_turn"]
+
+
+def _get(figures: dict, dotted: str):
+    value = figures
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def test_references_come_from_the_shared_readme_and_pieces_stay_short():
+    refs = recording_references(SHARED / "eval" / "audio")
+    assert refs["jfk.flac"].startswith("And so my fellow Americans")
+    assert refs["stereo_diarization.wav#right"] == "The horizon seems extremely distant."
+    assert refs["hotwords.mp3"] is None  # no full transcript given: timed, not scored
+    import numpy as np
+
+    audio = np.zeros(16000 * 20, np.float32)
+    pieces = cut(audio, [(0.5, 2.0), (3.0, 11.0)])  # a long span is split, never over 5 s
+    assert len(pieces) >= 3 and all(p.size <= 16000 * 5 for p in pieces)
+
+
+@pytest.mark.real_model
+def test_bench_reports_every_figure_and_a_timeline_plot(real_cache, tmp_path):
+    plot = tmp_path / "timeline.png"
+    proc = subprocess.run([sys.executable, "-m", "companion", "bench", "--limit", "4", "--json", "--plot", str(plot),
+                           "--no-llm-alone"], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figures = json.loads(proc.stdout)
+    for key in KEYS:
+        if key == "llm.tok_s":  # --no-llm-alone: the isolated figure is skipped, the loop's is there
+            assert _get(figures, "llm.tok_s_in_loop") > 5
+            continue
+        assert isinstance(_get(figures, key), (int, float)), key
+    assert figures["turns_answered"] >= 3 and figures["utterances"] == 4
+    assert 0 < figures["ttfa_ms"]["p50"] <= figures["ttfa_ms"]["p95"] < 10_000
+    # The stages happen in order, and no reply audio before the end of speech was confirmed.
+    trace = figures["example_turn"]["trace"]
+    assert trace["asr_start"] < trace["asr_end"] <= trace["first_token"] <= trace["tts_end"] <= trace["first_audio"]
+    assert trace["end_confirmed"] <= trace["first_audio"]
+    assert 0 <= figures["asr"]["wer"] <= 0.5  # generated speech of the robot's own voice is heard well
+    assert figures["cost"]["api_usd_per_turn"] == 0 and figures["cost"]["cloud_usd_per_turn"] > 0
+    assert 0 < figures["ready_s"] < 120 and 0 <= figures["idle_cpu_pct"] < 200
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
