@@ -108,6 +108,15 @@ def test_parent_pages_show_and_change_memory_and_settings(client, store):
     saved = ps.load(store)
     assert (saved.quiet_start, saved.quiet_end, saved.daily_limit_min, saved.deny_topics, saved.volume,
             saved.persona) == ("19:30", "07:00", {"mia": 20}, ("youtube", "video games"), 60, "luna")
+    alert = store.add_alert("mia", "disclosure", "someone hurt me")
+    assert "someone hurt me" in client.get("/").text  # open alerts are on the overview
+    client.post(f"/alerts/{alert}/seen", data={"csrf": csrf})
+    assert store.alerts("mia")[0]["seen"] and "someone hurt me" not in client.get("/").text
+    turn = store.turns("mia")[0].id
+    client.post(f"/children/mia/turns/{turn}/delete", data={"csrf": csrf})
+    assert store.turns("mia") == [] and "Rex sounds lovely" not in client.get("/children/mia/transcripts").text
+    client.post(f"/children/mia/facts/{fact_id}", data={"csrf": csrf, "value": "Max", "action": "delete"})
+    assert store.fact_rows("mia") == []
     bad = client.post("/settings", data={"csrf": csrf, "quiet_start": "25:00", "quiet_end": "07:00"})
     assert bad.status_code == 400 and ps.load(store) == saved
     assert client.post("/children/mia/erase", data={"csrf": csrf, "confirm": "nope"}).status_code == 400
