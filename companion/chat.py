@@ -299,7 +299,6 @@ class Conversation:
         child's own facts ("what is my dog called?") is answered from memory.
         """
         self._apply_parent_settings()
-        self._purge_hourly()
         self.verdict = self.safety.check_input(heard)
         self.last_prompt_tokens = self.last_cached_tokens = 0
         # A disclosure is heard and alerted whatever the hour; otherwise quiet hours and the daily
@@ -363,6 +362,7 @@ class Conversation:
             return None
         if self._session is None:
             self._session = self.memory.start_session(self.child)
+        self._purge_hourly()  # here, after the reply was spoken: a purge may vacuum the database
         if verdict.action == "alert":
             self.memory.add_alert(self.child, verdict.category or "unknown", heard)
         turn_id = self.memory.add_turn(self._session, self.child, heard, said, interrupted=interrupted,
