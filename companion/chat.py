@@ -141,12 +141,12 @@ class Conversation:
             raise ConfigError(f"memory.prompt_tokens ({config.memory.prompt_tokens}) is smaller than the "
                               f"persona's own prompt")
         self.parent = parent_settings.ParentSettings()
+        self._purged_at = time.monotonic()
         if memory is not None:
             self._apply_parent_settings()
-            memory.purge_expired(self.parent.retention_days or config.memory.retention_days)
+            self._purge()
             for t in memory.recent_turns(self.child, config.llm.history_turns):
                 self._remember_locally(t.id, t.heard, t.said)
-        self._purged_at = time.monotonic()
 
     def _remember_locally(self, turn_id: int | None, heard: str, said: str) -> None:
         """Keep an exchange in the prompt history, with its token cost counted once.
@@ -255,12 +255,16 @@ class Conversation:
             used += entry.cost
         return [*head, *history, *tail, user]
 
-    def _purge_hourly(self) -> None:
-        """Transcripts past the retention period go while the robot runs for weeks, not only at start."""
-        now = time.monotonic()
-        if self.memory is not None and now - self._purged_at > 3600:
-            self._purged_at = now
+    def _purge(self) -> None:
+        """Transcripts past the retention period (the parents' setting, else the config file's) go."""
+        if self.memory is not None:
+            self._purged_at = time.monotonic()
             self.memory.purge_expired(self.parent.retention_days or self.config.memory.retention_days)
+
+    def _purge_hourly(self) -> None:
+        """While the robot runs for weeks, not only at start."""
+        if time.monotonic() - self._purged_at > 3600:
+            self._purge()
 
     def _apply_parent_settings(self) -> None:
         """Read the parents' settings (changed on the dashboard) at the start of every turn."""

@@ -41,8 +41,8 @@ class LLMConfig:
     #: Execution providers in order (CUDA/TensorRT on a Jetson); CPU is always the fallback.
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     #: Let onnxruntime's idle threads spin between passes. Off: after a pass the cores go straight to
-    #: the TTS and ASR (on 2 cores the first clause synthesised right after the model was 145 ms with
-    #: spinning, 89 ms without, for ~5 % fewer tokens/s alone; `companion bench`).
+    #: the TTS and ASR. `companion bench` on 2 cores, spin on vs off: TTS first chunk 138 vs 98 ms,
+    #: ttfa p50 747 vs 639 ms; but alone (`companion bench llm [--spin]`) 51 vs 38-42 tokens/s.
     spin: bool = False
     #: Conversation turns (child + robot) kept in the prompt, budget permitting.
     history_turns: int = 6

@@ -5,9 +5,9 @@ to one; for a child's 1-5 s utterance that pads ~90 % silence and the encoder
 (quadratic attention) dominates the turn's latency. With ``window = "fit"`` the
 features are padded only to the utterance plus ``window_pad_s`` (at least
 ``window_min_s``), and CTranslate2's encoder and decoder are called directly with
-faster-whisper's own feature extractor, tokenizer and suppression list. For
-whisper-base on a 4 s clip that is ~135 ms instead of ~520 ms on this project's
-2-core CPU. A short window tempts Whisper to repeat the utterance into the padding
+faster-whisper's own feature extractor, tokenizer and suppression list. On this
+project's 2-core CPU, whisper-base's median in the loop is ~160 ms instead of
+757 ms (`companion bench` vs `companion bench --asr-window full`). A short window tempts Whisper to repeat the utterance into the padding
 ("Do you like pizza? Do you like pizza? Do you like"); decoding with timestamps
 shows where each segment starts, and segments starting after the audio ends are
 dropped. ``companion bench`` reports the word error rate of both windows

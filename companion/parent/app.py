@@ -212,9 +212,3 @@ def create_app(store: MemoryStore, config: CompanionConfig, *, limiter: auth.Log
     ]
     return Starlette(routes=routes)
 
-
-#: Every route that needs a session (for tests and docs): (method, path).
-PROTECTED = [("POST", "/logout"), ("GET", "/"), ("GET", "/api/overview"), ("GET", "/alerts"),
-             ("POST", "/alerts/1/seen"), ("GET", "/children/x/transcripts"), ("POST", "/children/x/turns/1/delete"),
-             ("GET", "/children/x/memory"), ("POST", "/children/x/facts/1"), ("POST", "/children/x/erase"),
-             ("GET", "/settings"), ("POST", "/settings")]

@@ -4,7 +4,7 @@ The first piece is flushed at the first clause boundary (a comma is enough) once
 it has a few words, so the robot starts talking early; a first sentence with no
 early boundary ("The moon is about 384,000 kilometers away from the Earth.") is
 cut after ``first_max_words`` whole words, which costs a little prosody but the
-child hears the robot ~100-200 ms sooner (`companion bench`). Later pieces wait
+child does not wait for the whole sentence to be written. Later pieces wait
 for a sentence end, which sounds more natural, unless they grow long.
 """
 
