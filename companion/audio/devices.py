@@ -2,12 +2,18 @@
 
 The PortAudio callbacks do nothing but hand samples to the event loop
 (``call_soon_threadsafe``) or take the next block from a bounded deque.
+
+PortAudio's state is one per process: ``Pa_Terminate`` closes every stream the
+process holds, the other device's too. So the two devices recover independently:
+each closes and re-opens only its own stream, and PortAudio is re-initialised only
+while no stream is open (``OpenStreams``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -63,12 +69,72 @@ def find_device(devices: list[dict], hint: str | int | None, kind: str, default:
     raise AudioDeviceError(f"{kind} device {hint!r} not found; available: {names}", code="AUDIO_DEVICE_NOT_FOUND")
 
 
+class OpenStreams:
+    """The streams this process holds open, per PortAudio backend (the ``sounddevice`` module).
+
+    Re-initialising PortAudio (``_terminate`` + ``_initialize``) is what makes it enumerate the
+    sound cards again, so a USB device that was pulled out and put back, perhaps under a new
+    index, can only be found after it. But ``Pa_Terminate`` also closes every stream of the
+    process: the microphone re-initialising would silence the speaker mid-sentence, the speaker
+    doing it would drop the child's words and stall the microphone. So a recovering device
+    re-initialises only when no other stream is open; otherwise it just retries opening its
+    device with PortAudio's current device list. The trade-off: while the other device's stream
+    stays open, a re-plugged device is found only if PortAudio still knows it (on ALSA it comes
+    back under the same card number unless another card took it, which is the common case); a
+    device that comes back as something PortAudio has never seen is found at the first retry
+    after the other stream has closed too.
+
+    Opening, closing and re-initialising hold one lock, so no stream can be opened between the
+    check that none is open and the re-initialisation that would close it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        #: id(backend) -> (backend, its open streams); the backend is held so its id is not reused.
+        self._open: dict[int, tuple[object, set]] = {}
+
+    def open(self, sd, make):
+        """``make()`` opens and starts a stream of ``sd``; the stream is counted as open until ``close``."""
+        with self._lock:
+            stream = make()
+            self._open.setdefault(id(sd), (sd, set()))[1].add(stream)
+            return stream
+
+    def close(self, sd, stream) -> None:
+        with self._lock:
+            entry = self._open.get(id(sd))
+            if entry is not None:
+                entry[1].discard(stream)
+                if not entry[1]:
+                    del self._open[id(sd)]
+            _close(stream)
+
+    def count(self, sd) -> int:
+        with self._lock:
+            entry = self._open.get(id(sd))
+            return len(entry[1]) if entry else 0
+
+    def reinitialise_if_alone(self, sd) -> bool:
+        """Re-initialise PortAudio (to see re-plugged devices) when no stream is open; True if it did."""
+        with self._lock:
+            if self.count(sd):
+                return False
+            sd._terminate()
+            sd._initialize()
+            return True
+
+
+#: The process's streams (PortAudio has one state per process, so one registry).
+OPEN_STREAMS = OpenStreams()
+
+
 class MicrophoneSource:
     """16 kHz mono frames from a sound card; overflows are counted, never silently ignored.
 
-    A microphone that stops delivering (no callback for ``stall_s``) or errors is closed,
-    PortAudio is re-initialised, and it is reopened every ``retry_s`` until it is back (a USB
-    microphone pulled out and put back); the loop never sees an exception for it.
+    A microphone that stops delivering (no callback for ``stall_s``) or errors is closed and
+    reopened every ``retry_s`` until it is back (a USB microphone pulled out and put back); the
+    loop never sees an exception for it. PortAudio is re-initialised before a retry only when no
+    other stream (the speaker's) is open: see ``OpenStreams`` for why and for the trade-off.
     """
 
     def __init__(self, device: int, *, block_s: float = 0.02, max_queued: int = 250, stall_s: float = 2.0,
@@ -102,16 +168,20 @@ class MicrophoneSource:
                 self.overflows += 1
             loop.call_soon_threadsafe(put, indata[:, 0].copy())
 
-        stream = sd.InputStream(device=self.device, samplerate=rate, channels=1, dtype="float32",
-                                blocksize=int(rate * self.block_s), callback=callback)
-        stream.start()
-        return stream, rate
+        def make():
+            stream = sd.InputStream(device=self.device, samplerate=rate, channels=1, dtype="float32",
+                                    blocksize=int(rate * self.block_s), callback=callback)
+            _start(stream)
+            return stream
+
+        return OPEN_STREAMS.open(sd, make), rate
 
     async def _reopen(self, sd, loop, queue):
         while True:
             try:
-                sd._terminate()
-                sd._initialize()
+                if not OPEN_STREAMS.reinitialise_if_alone(sd):
+                    log.debug("[AUDIO_INPUT_LOST] another stream is open: retrying microphone %s without "
+                              "re-initialising PortAudio", self.device)
                 self.device = self._resolve()
                 opened = self._open(sd, loop, queue)
                 self.reconnects += 1
@@ -139,7 +209,7 @@ class MicrophoneSource:
                 except asyncio.TimeoutError:
                     log.warning("[AUDIO_INPUT_LOST] no audio from microphone %s for %.1f s; reopening",
                                 self.device, self.stall_s)
-                    _close(stream)
+                    OPEN_STREAMS.close(sd, stream)
                     stream, rate = await self._reopen(sd, loop, queue)
                     resampler = None
                     continue
@@ -160,7 +230,16 @@ class MicrophoneSource:
                 yield AudioFrame.of(samples, PIPELINE_RATE, t0 + sent / PIPELINE_RATE)
                 sent += samples.size
         finally:
-            _close(stream)
+            OPEN_STREAMS.close(sd, stream)
+
+
+def _start(stream) -> None:
+    """Start a just-opened stream; one that cannot start is closed, not leaked."""
+    try:
+        stream.start()
+    except BaseException:
+        _close(stream)
+        raise
 
 
 def _close(stream) -> None:
@@ -175,8 +254,9 @@ class SpeakerPlayer(Player):
     """Plays through a sound card; the device callback takes blocks from a short bounded deque.
 
     A speaker that stops asking for audio (no callback for ``stall_s`` while we play) or fails is
-    reopened every ``retry_s`` after re-initialising PortAudio; meanwhile playback goes on in time
-    (to nowhere), so the loop never stalls on a missing speaker.
+    reopened every ``retry_s``; meanwhile playback goes on in time (to nowhere), so the loop never
+    stalls on a missing speaker. PortAudio is re-initialised before a retry only when no other
+    stream (the microphone's) is open: see ``OpenStreams``.
     """
 
     def __init__(self, device: int, rate: int, *, stall_s: float = 2.0, retry_s: float = 3.0, backend=None,
@@ -199,9 +279,13 @@ class SpeakerPlayer(Player):
             raise AudioDeviceError(f"cannot open speaker {device}: {err}", code="AUDIO_OUTPUT_FAILED") from err
 
     def _open(self) -> None:
-        self._stream = self._sd.OutputStream(device=self.device, samplerate=self.rate, channels=1, dtype="float32",
-                                             callback=self._callback)
-        self._stream.start()
+        def make():
+            stream = self._sd.OutputStream(device=self.device, samplerate=self.rate, channels=1, dtype="float32",
+                                           callback=self._callback)
+            _start(stream)
+            return stream
+
+        self._stream = OPEN_STREAMS.open(self._sd, make)
         self._last_callback = time.monotonic()
 
     def _callback(self, outdata, frames, _time, status) -> None:
@@ -233,11 +317,12 @@ class SpeakerPlayer(Player):
         self._next_retry = now + self.retry_s
         log.warning("[AUDIO_OUTPUT_LOST] speaker %s stopped; reopening", self.device)
         if self._stream is not None:
-            _close(self._stream)
+            OPEN_STREAMS.close(self._sd, self._stream)
             self._stream = None
         try:
-            self._sd._terminate()
-            self._sd._initialize()
+            if not OPEN_STREAMS.reinitialise_if_alone(self._sd):
+                log.debug("[AUDIO_OUTPUT_LOST] another stream is open: retrying speaker %s without "
+                          "re-initialising PortAudio", self.device)
             self.device = self._resolve()
             self._open()
             self.reconnects += 1
@@ -252,4 +337,5 @@ class SpeakerPlayer(Player):
     async def close(self) -> None:
         await super().close()
         if self._stream is not None:
-            _close(self._stream)
+            OPEN_STREAMS.close(self._sd, self._stream)
+            self._stream = None
