@@ -34,6 +34,15 @@ class EndpointConfig:
     min_speech_ms: int = 250
     #: Before speech is confirmed, a pause this long drops the candidate (shorter dips are syllable gaps).
     onset_gap_ms: int = 320
+    #: The longest a candidate (sound that may be speech, not yet confirmed) is kept. A child speaking
+    #: softly scores between ``neg_threshold`` and ``threshold`` much of the time, with a voiced window
+    #: every few syllables; so ``min_speech_ms`` of voiced windows are looked for in the last this-many
+    #: ms of it (a sliding window), not from its first window on. 3 s hold the first words of a soft
+    #: sentence while they gather that much voicing (one voiced window in eleven is enough); a murmur
+    #: that stays between the thresholds for longer without it (a fan, a television next door) is not
+    #: held: windows older than this leave the candidate for the pre-roll, and a candidate with no
+    #: voiced window left ends. Never more than ``max_utterance_s`` less the pre-roll.
+    max_candidate_ms: int = 3000
     #: Silence this long after speech ends the utterance.
     end_silence_ms: int = 480
     #: Silence this long makes a tentative end (``UtteranceMaybeEnded``): the loop starts
@@ -125,6 +134,9 @@ class Endpointer:
         self._gap_n = config.windows(config.onset_gap_ms)
         self._max_n = max(self._min_n + 1, int(config.max_utterance_s / WINDOW_S))
         self._pre_roll: deque[np.ndarray] = deque(maxlen=config.windows(config.pre_roll_ms))
+        # The candidate plus its pre-roll must fit an utterance, so that a confirmed start is never over-long.
+        self._candidate_n = max(self._min_n, min(config.windows(config.max_candidate_ms),
+                                                 self._max_n - 1 - self._pre_roll.maxlen))
         self._t0: float | None = None
         self._window_index = 0  # index of the next window the VAD will score
         self._pending = np.zeros(0, dtype=np.float32)
@@ -132,11 +144,13 @@ class Endpointer:
 
     def _reset_run(self) -> None:
         self._in_speech = False
-        self._candidate: list[np.ndarray] = []
+        #: Windows of the candidate and whether each was voiced; bounded by ``_candidate_n`` (``_trim_candidate``).
+        self._candidate: deque[tuple[np.ndarray, bool]] = deque()
         self._candidate_start = 0
         self._candidate_gap = 0
         self._voiced = 0
         self._onset_sent = False
+        self._onset_start = 0
         self._speech: list[np.ndarray] = []
         self._speech_start = 0
         self._audio_start = 0
@@ -175,33 +189,35 @@ class Endpointer:
                 if not self._candidate:
                     self._candidate_start = idx
                     self._voiced = 0
-                self._candidate.append(window)
+                voiced = prob >= c.threshold
+                self._candidate.append((window, voiced))
                 self._candidate_gap = 0
-                self._voiced += prob >= c.threshold
+                self._voiced += voiced
+                if not self._trim_candidate(events):
+                    return
                 if self._voiced >= self._onset_n and not self._onset_sent:
                     self._onset_sent = True
+                    self._onset_start = self._candidate_start
                     events.append(SpeechOnset(self._time(self._candidate_start)))
                 if self._voiced >= self._min_n:
                     self._in_speech = True
                     self._speech_start = self._candidate_start
-                    self._audio_start = self._candidate_start - len(self._pre_roll)
-                    self._speech = [*self._pre_roll, *self._candidate]
+                    pre_roll = list(self._pre_roll)[max(0, len(self._pre_roll) + len(self._candidate)
+                                                        - (self._max_n - 1)):]
+                    self._audio_start = self._candidate_start - len(pre_roll)
+                    self._speech = [*pre_roll, *(w for w, _ in self._candidate)]
                     self._pre_roll.clear()
-                    self._candidate = []
+                    self._candidate.clear()
                     self._last_voiced = idx
                     events.append(SpeechStarted(self._time(self._speech_start)))
                 return
             if self._candidate:
                 # Short dips between syllables do not end a candidate; a real pause does.
-                self._candidate.append(window)
+                self._candidate.append((window, False))
                 self._candidate_gap += 1
-                if self._candidate_gap < self._gap_n:
+                if not self._trim_candidate(events) or self._candidate_gap < self._gap_n:
                     return
-                if self._onset_sent:
-                    events.append(SpeechRejected(self._time(self._candidate_start)))
-                self._pre_roll.extend(self._candidate)
-                self._candidate = []
-                self._onset_sent = False
+                self._drop_candidate(events)
                 return
             self._pre_roll.append(window)
             return
@@ -228,6 +244,38 @@ class Endpointer:
             self._speech_start = self._audio_start = idx + 1
             self._last_voiced = idx + 1
             self._onset_sent = True
+
+    def _trim_candidate(self, events: list[EndpointEvent]) -> bool:
+        """Keep the candidate within ``_candidate_n`` windows, starting at a voiced one; False if none is left.
+
+        Windows that leave it go to the pre-roll. An onset whose voiced windows have all but left is
+        withdrawn (``SpeechRejected``) so that each ``SpeechOnset`` is followed by a start or a rejection.
+        """
+        if len(self._candidate) <= self._candidate_n:
+            return True
+        window, voiced = self._candidate.popleft()
+        self._pre_roll.append(window)
+        self._voiced -= voiced
+        self._candidate_start += 1
+        while self._candidate and not self._candidate[0][1]:
+            self._pre_roll.append(self._candidate.popleft()[0])
+            self._candidate_start += 1
+        if not self._candidate:
+            self._drop_candidate(events)
+            return False
+        if self._onset_sent and self._voiced < self._onset_n:
+            events.append(SpeechRejected(self._time(self._onset_start)))
+            self._onset_sent = False
+        return True
+
+    def _drop_candidate(self, events: list[EndpointEvent]) -> None:
+        if self._onset_sent:
+            events.append(SpeechRejected(self._time(self._onset_start)))
+        self._pre_roll.extend(w for w, _ in self._candidate)
+        self._candidate.clear()
+        self._candidate_gap = 0
+        self._voiced = 0
+        self._onset_sent = False
 
     def _snapshot(self, *, forced: bool = False) -> Utterance:
         end_index = (self._window_index + 1) if forced else (self._last_voiced + 1)
