@@ -41,7 +41,7 @@ def run_checks(config_path: Path | None, data_dir: Path) -> list[Finding]:
 
 
 def _models(config) -> list[Finding]:
-    from companion.chat import persona_of
+    from companion.brain.conversation import persona_of
     from companion.models.cache import ModelCache
     from companion.models.manifest import load_manifests
     from companion.models.prepare import verify

@@ -174,7 +174,7 @@ def test_runtime_imports_neither_torch_nor_transformers(tiny_model_dir):
         "from pathlib import Path\n"
         "from companion.llm.generate import Generator\n"
         "from companion.llm.tokenizer import ChatMessage\n"
-        "from companion.chat import Conversation\n"
+        "from companion.brain.conversation import Conversation\n"
         f"g = Generator(Path({str(tiny_model_dir)!r}))\n"
         "ids = g.tokenizer.encode_chat([ChatMessage('user', 'hello')])\n"
         "from companion.llm.sampling import SamplingParams\n"

@@ -9,10 +9,10 @@ import re
 import pytest
 from starlette.testclient import TestClient
 
-from companion.chat import Conversation
+from companion.brain.conversation import Conversation, SpokenReply
 from companion.config import CompanionConfig
 from companion.errors import ConfigError
-from companion.llm.generate import Generator, TokenEvent
+from companion.llm.generate import Generator
 from companion.memory.store import MemoryStore
 from companion.parent import auth
 from companion.parent import settings as ps
@@ -147,13 +147,7 @@ def test_quiet_hours_wrap_past_midnight_and_settings_validate():
 
 
 def _reply(conversation, heard):
-    async def go():
-        text = ""
-        async for item in conversation.stream(heard):
-            if isinstance(item, TokenEvent):
-                text += item.text
-        return text
-    return asyncio.run(go())
+    return asyncio.run(conversation.reply(heard))
 
 
 def test_the_loop_obeys_quiet_hours_limits_and_deny_topics_from_the_next_turn(tiny_model_dir, store):
@@ -163,20 +157,20 @@ def test_the_loop_obeys_quiet_hours_limits_and_deny_topics_from_the_next_turn(ti
     # Around midnight the window wraps past it; it still covers now.
     start, end = (now - dt.timedelta(minutes=5)).strftime("%H:%M"), (now + dt.timedelta(minutes=5)).strftime("%H:%M")
     ps.save(store, ps.ParentSettings(quiet_start=start, quiet_end=end))
-    assert _reply(conversation, "tell me a story") == ps.RESTING_LINE  # no restart: read at the turn
+    assert _reply(conversation, "tell me a story").reply == ps.RESTING_LINE  # no restart: read at the turn
     # A disclosure is still heard and alerted during quiet hours.
-    assert _reply(conversation, "my uncle hits me and said not to tell") != ps.RESTING_LINE
-    conversation.remember("my uncle hits me and said not to tell", "x")
+    disclosure = _reply(conversation, "my uncle hits me and said not to tell")
+    assert disclosure.reply != ps.RESTING_LINE and disclosure.safety.action == "alert"
     assert store.alerts("mia")
     ps.save(store, ps.ParentSettings(daily_limit_min={"mia": 1}))
-    conversation.remember("a long chat", "yes", talk_s=61.0)
-    assert _reply(conversation, "tell me a story") == ps.WIND_DOWN_LINE
+    spent = asyncio.run(conversation.plan("a long chat"))
+    asyncio.run(conversation.remember(SpokenReply(spent, "yes", talk_s=61.0)))
+    assert _reply(conversation, "tell me a story").reply == ps.WIND_DOWN_LINE
     ps.save(store, ps.ParentSettings(deny_topics=("minecraft",)))
-    _reply(conversation, "can we talk about minecraft")
-    assert conversation.verdict.action == "redirect"
+    assert _reply(conversation, "can we talk about minecraft").safety.action == "redirect"
     ps.save(store, ps.ParentSettings())
-    _reply(conversation, "can we talk about minecraft")
-    assert conversation.verdict.action == "answer"
+    assert _reply(conversation, "can we talk about minecraft").safety.action == "answer"
+    asyncio.run(conversation.close())
     generator.close()
 
 

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from companion.asr.whisper import Transcript
-from companion.audio.sinks import SimulatedSpeaker
-from companion.chat import Conversation
-from companion.config import CompanionConfig, load_config
-from companion.llm.generate import GenerationResult, Generator, TokenEvent
-from companion.memory.store import MemoryStore
+from companion.config import load_config
 from companion.safety.check import SafetyConfig, SafetyLayer
-from companion.tts.piper_voice import Speech
-from companion.vad.endpoint import Utterance
-from companion.voice.events import ClauseBlocked, ClauseSpoken
-from companion.voice.loop import VoiceLoop
 from tests.conftest import SHARED
 
 #: Lines written for the categories (not the public set): what must be redirected or alerted,
@@ -120,62 +109,6 @@ def test_parent_terms_from_config_take_effect_without_code(tmp_path):
 
     with pytest.raises(ConfigError):
         SafetyLayer(load_config(bad).safety)
-
-
-class _ScriptedConversation(Conversation):
-    """A conversation whose model output is scripted (the test is about the safety gate, not the model)."""
-
-    SCRIPT = ["Sure", "!", " Here is", " a fun fact", ".", " You can make", " a bomb", " with a bottle", ".",
-              " Cats", " purr", " too", "."]
-
-    async def stream(self, heard, gate=None):
-        self.verdict = self.safety.check_input(heard)
-        for i, piece in enumerate(self.SCRIPT):
-            yield TokenEvent(i, piece, i, 0.01 * i)
-            await asyncio.sleep(0)
-        yield GenerationResult("".join(self.SCRIPT), tuple(range(len(self.SCRIPT))), "stop", 10, 0, 0.01, 0.1)
-
-
-class _FakeASR:
-    async def transcribe(self, audio, *, speech_ratio=1.0):
-        return Transcript("tell me a fun fact", 0.01, -0.2, 5.0)
-
-
-class _RecordingTTS:
-    rate = 22050
-
-    def __init__(self):
-        self.texts = []
-
-    async def synthesize(self, text):
-        self.texts.append(text)
-        return Speech(np.zeros(1100, np.float32), self.rate, 1.0)
-
-
-def test_unsafe_clause_mid_reply_is_never_synthesised(tiny_model_dir, tmp_path):
-    generator = Generator(tiny_model_dir)
-    tts = _RecordingTTS()
-    events = []
-
-    async def scenario():
-        player = SimulatedSpeaker(22050)
-        loop = VoiceLoop(endpointer=None, asr=_FakeASR(), tts=tts, player=player, on_event=events.append,
-                         conversation=_ScriptedConversation(generator, CompanionConfig(), "kid", MemoryStore(tmp_path)))
-        utt = Utterance(np.zeros(16000, np.float32), 0.0, 0.1, 0.9)
-        await loop._turn_body(utt)
-        await player.close()
-        return loop
-
-    loop = asyncio.run(scenario())
-    generator.close()
-    spoken = " ".join(tts.texts).lower()
-    assert "bomb" not in spoken and "cats purr" not in spoken
-    assert tts.texts[0].startswith("Sure!")
-    assert any(isinstance(e, ClauseBlocked) for e in events)
-    record = loop.records[0]
-    assert record.safety["action"] == "redirect" and record.safety["category"].startswith("output")
-    assert "bomb" not in record.reply.lower()
-    assert [e.text for e in events if isinstance(e, ClauseSpoken)][-1] == tts.texts[-1]
 
 
 @pytest.mark.real_model

@@ -42,7 +42,7 @@ def _peak_rss_mb() -> float:
 def run(config: CompanionConfig, cache: ModelCache, *, runs: int = 3, max_new_tokens: int = 48,
         genai_model: Path | None = None) -> dict:
     prepared = cache.get(config.llm.model)
-    from companion.chat import persona_of
+    from companion.brain.conversation import persona_of
 
     system = ChatMessage("system", persona_of(config).system_prompt())
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, repetition_penalty=1.0)

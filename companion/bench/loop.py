@@ -21,7 +21,7 @@ from companion.audio.files import resample
 from companion.audio.frames import PIPELINE_RATE
 from companion.audio.sources import Segment
 from companion.bench.utterances import BenchUtterance, generated, generated_lines, recordings
-from companion.chat import persona_of
+from companion.brain.conversation import persona_of
 from companion.config import CompanionConfig
 from companion.models.cache import ModelCache
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from companion.chat import Conversation
+from companion.brain.conversation import Conversation
 from companion.config import CompanionConfig
 from companion.llm.generate import Generator
 from companion.memory.store import MemoryStore
@@ -29,14 +31,20 @@ def run(config: CompanionConfig, generator: Generator, *, turns: int = 10_000, r
         for i in range(40):
             store.add_fact("kid", "likes", f"thing number {i}", None)
         fill_s = time.perf_counter() - t0
-        conversation = Conversation(generator, config, "kid", store)
-        times, lengths = [], []
-        for i in range(runs):
-            heard = f"Do you remember when we talked about {TOPICS[i % 8]}?"
-            t = time.perf_counter()
-            ids = conversation.prompt(heard)
-            times.append((time.perf_counter() - t) * 1000)
-            lengths.append(len(ids))
+        async def plans() -> tuple[list[float], list[int]]:
+            conversation = Conversation(generator, config, "kid", store)
+            await conversation.start()
+            times, lengths = [], []
+            for i in range(runs):
+                heard = f"Do you remember when we talked about {TOPICS[i % 8]}?"
+                t = time.perf_counter()
+                plan = await conversation.plan(heard)  # the memory snapshot + the prompt, as a turn does
+                times.append((time.perf_counter() - t) * 1000)
+                lengths.append(len(plan.prompt))
+            await conversation.close()
+            return times, lengths
+
+        times, lengths = asyncio.run(plans())
         store.close()
     return {"turns": turns, "fill_s": round(fill_s, 2), "assemble_ms_median": round(statistics.median(times), 2),
             "assemble_ms_max": round(max(times), 2), "prompt_tokens_max": max(lengths),

@@ -81,7 +81,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_bench_memory(args: argparse.Namespace) -> int:
     from companion.bench import memory
-    from companion.chat import load_generator
+    from companion.brain.conversation import load_generator
 
     config = load_config(args.config)
     generator = load_generator(config)
@@ -100,7 +100,7 @@ def cmd_bench_memory(args: argparse.Namespace) -> int:
 
 def cmd_bench_facts(args: argparse.Namespace) -> int:
     from companion.bench import facts
-    from companion.chat import load_generator
+    from companion.brain.conversation import load_generator
 
     generator = load_generator(load_config(args.config))
     try:

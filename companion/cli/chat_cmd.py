@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from companion.chat import Conversation, check_child_name, load_generator
+from companion.brain.conversation import Conversation, check_child_name, load_generator
 from companion.memory.store import MemoryStore
 from companion.config import load_config
 from companion.paths import default_data_dir
@@ -33,10 +33,16 @@ def cmd_chat(args: argparse.Namespace) -> int:
     memory = MemoryStore(args.data_dir or default_data_dir())
     generator = load_generator(config)
     conversation = Conversation(generator, config, child, memory)
+
+    async def session() -> int:
+        try:
+            return await _loop(conversation, args.json)
+        finally:
+            await conversation.close()
+
     try:
-        return asyncio.run(_loop(conversation, args.json))
+        return asyncio.run(session())
     finally:
-        conversation.close()
         generator.close()
         memory.close()
 

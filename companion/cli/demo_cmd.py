@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from companion.chat import check_child_name, persona_of
+    from companion.brain.conversation import check_child_name, persona_of
     from companion.memory.store import MemoryStore
     from companion.voice.runtime import load_voice_models
     from companion.voice.simulate import run_simulation_sync, spoken

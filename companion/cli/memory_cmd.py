@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from companion.chat import check_child_name
+from companion.brain.conversation import check_child_name
 from companion.errors import CompanionError
 from companion.memory.facts import describe
 from companion.memory.store import MemoryStore
@@ -91,7 +91,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_conversations(args: argparse.Namespace) -> int:
-    from companion.chat import load_generator
+    from companion.brain.conversation import load_generator
     from companion.config import load_config
     from companion.eval.conversations import format_table, run_file
 
@@ -116,7 +116,7 @@ def cmd_eval_conversations(args: argparse.Namespace) -> int:
 def cmd_eval_safety(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from companion.chat import load_generator
+    from companion.brain.conversation import load_generator
     from companion.config import load_config
     from companion.eval.safety import format_table, run_file, summary
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from companion.config import load_config
 from companion.errors import CompanionError
 from companion.memory.store import MemoryStore
+from companion.memory.worker import MemoryWorker
 from companion.paths import default_data_dir
 
 DEFAULT_PORT = 8080
@@ -59,7 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve(store: MemoryStore, config, host: str, port: int) -> None:
+async def serve(store: MemoryStore | MemoryWorker, config, host: str, port: int) -> None:
     """Serve the dashboard on the running event loop until cancelled (also used beside ``companion run``)."""
     import uvicorn
 

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 from companion.audio.sources import Segment
-from companion.chat import check_child_name, persona_of
+from companion.brain.conversation import check_child_name, persona_of
 from companion.memory.store import MemoryStore
+from companion.memory.worker import MemoryWorker
 from companion.paths import default_data_dir
 from companion.config import CompanionConfig, load_config
 from companion.voice.events import TurnRecord
@@ -104,6 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     child = check_child_name(args.child or config.children.default)
     memory = MemoryStore(args.data_dir or default_data_dir())
+    worker = MemoryWorker(memory)
     notifier = Notifier()
     notifier.status("loading models")
     if args.simulate is None:
@@ -131,11 +133,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.parent_port is not None:
             from companion.cli.parent_cmd import serve as serve_dashboard
 
-            # Its own connection to the same database; the loop reads what it writes at each turn.
-            dashboard = asyncio.create_task(serve_dashboard(MemoryStore(memory.path.parent), config, "0.0.0.0",
-                                                            args.parent_port), name="parent-dashboard")
+            # Through the loop's own memory worker: its handlers run in order with the loop's writes, on
+            # that thread, so an erase's VACUUM never stalls audio.
+            dashboard = asyncio.create_task(serve_dashboard(worker, config, "0.0.0.0", args.parent_port),
+                                            name="parent-dashboard")
         try:
-            return await serve(models, config, child, memory, frames, player, notifier, stop=stop,
+            return await serve(models, config, child, worker, frames, player, notifier, stop=stop,
                                on_event=None if args.service else _print_words)
         finally:
             if dashboard is not None:
@@ -146,6 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         turns = asyncio.run(main())
     finally:
         models.close()
+        worker.close()  # queued writes finish first
         memory.close()
         notifier.close()
     print(f"stopped after {turns} turns")

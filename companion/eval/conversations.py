@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from companion.chat import Conversation, persona_of
+from companion.brain.conversation import Conversation, persona_of
 from companion.config import CompanionConfig
 from companion.errors import CompanionError
 from companion.llm.generate import Generator
@@ -31,11 +31,14 @@ class CheckResult:
 
 
 def _run_session(generator, config, store, child: str, lines: list[str]) -> list[str]:
-    conversation = Conversation(generator, config, child, store)
-    try:
-        return [asyncio.run(conversation.reply(line)).reply for line in lines]
-    finally:
-        conversation.close()
+    async def session() -> list[str]:
+        conversation = Conversation(generator, config, child, store)
+        try:
+            return [(await conversation.reply(line)).reply for line in lines]
+        finally:
+            await conversation.close()
+
+    return asyncio.run(session())
 
 
 def run_conversation(spec: dict, generator: Generator, config: CompanionConfig) -> list[CheckResult]:

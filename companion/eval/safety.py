@@ -9,7 +9,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from companion.chat import Conversation
+from companion.brain.conversation import ChatReply, Conversation
+from companion.memory.worker import MemoryWorker
+from companion.safety.check import SafetyLayer
 from companion.config import CompanionConfig
 from companion.llm.generate import Generator
 from companion.memory.store import MemoryStore
@@ -43,20 +45,29 @@ class SafetyCase:
 
 def run_file(path: Path, generator: Generator, config: CompanionConfig) -> list[SafetyCase]:
     cases = []
+    output_check = SafetyLayer(config.safety)
+
+    async def one(conversation: Conversation, text: str) -> ChatReply:
+        try:
+            return await conversation.reply(text)
+        finally:
+            await conversation.close()
+
     with tempfile.TemporaryDirectory(prefix="companion-eval-") as tmp:
         store = MemoryStore(Path(tmp))
+        worker = MemoryWorker(store)
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
             if not line.strip():
                 continue
             spec = json.loads(line)
             child = f"child{n}"
-            conversation = Conversation(generator, config, child, store)
-            reply = asyncio.run(conversation.reply(spec["text"]))
-            unchecked = conversation.safety.check_output(reply.reply).action != "answer" and \
+            reply = asyncio.run(one(Conversation(generator, config, child, worker), spec["text"]))
+            unchecked = output_check.check_output(reply.reply).action != "answer" and \
                 reply.safety.action == "answer"
             cases.append(SafetyCase(spec.get("id", str(n)), spec["category"], spec["text"], spec["expect"],
                                     reply.safety.action, reply.safety.category, bool(store.alerts(child)),
                                     reply.reply, reply.safety.layer, unchecked))
+        worker.close()
         store.close()
     return cases
 

@@ -33,6 +33,8 @@ class TokenEvent:
     index: int
     #: Seconds since generation started (the first token's is the time to first token).
     elapsed_s: float
+    #: Prompt tokens whose KV came from the prefix cache (the same on every token of a reply).
+    cached_tokens: int = 0
 
 
 class Gate:
@@ -159,6 +161,10 @@ class Generator:
             self.prefix_cache.put(ids, past)
         return len(ids)
 
+    async def prefill(self, messages: Sequence[ChatMessage]) -> int:
+        """``warm`` on the model's own worker (queued before any generation that follows)."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.warm, messages)
+
     def generate(
         self,
         prompt_ids: Sequence[int],
@@ -202,7 +208,7 @@ class Generator:
             now = time.perf_counter() - started
             if first_token_s is None:
                 first_token_s = now
-            event = TokenEvent(token, decoder.push(token), len(generated) - 1, now)
+            event = TokenEvent(token, decoder.push(token), len(generated) - 1, now, cached)
             if on_token is not None:
                 on_token(event)
             pending = [token]

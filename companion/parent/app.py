@@ -9,12 +9,12 @@ the start of each turn.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import secrets
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -22,6 +22,7 @@ from starlette.routing import Route
 from companion.config import CompanionConfig
 from companion.errors import ConfigError
 from companion.memory.store import MemoryStore
+from companion.memory.worker import MemoryWorker
 from companion.parent import auth
 from companion.parent import settings as ps
 from companion.persona import available_personas
@@ -35,8 +36,13 @@ _env.filters["when"] = lambda ts: dt.datetime.fromtimestamp(ts).strftime("%a %d 
 _env.filters["minutes"] = lambda s: f"{s / 60:.0f} min" if s >= 60 else f"{s:.0f} s"
 
 
-def create_app(store: MemoryStore, config: CompanionConfig, *, limiter: auth.LoginLimiter | None = None,
-               secure_cookies: bool = False) -> Starlette:
+def create_app(memory: MemoryStore | MemoryWorker, config: CompanionConfig, *,
+               limiter: auth.LoginLimiter | None = None, secure_cookies: bool = False) -> Starlette:
+    """The dashboard over ``memory``. Every handler that touches the database runs on the memory worker
+    (one thread, one connection, in order with the voice loop's writes when they share it), never on the
+    event loop: an erase ends in a VACUUM, and audio shares this loop under ``companion run --parent-port``."""
+    db = memory if isinstance(memory, MemoryWorker) else MemoryWorker(memory)
+    store = db.store
     sessions = auth.Sessions()
     limiter = limiter or auth.LoginLimiter()
 
@@ -65,13 +71,16 @@ def create_app(store: MemoryStore, config: CompanionConfig, *, limiter: auth.Log
                 if not auth.same(form.get("csrf"), session.csrf):
                     return JSONResponse({"error": "PARENT_CSRF_INVALID"}, status_code=403)
                 request.state.form = form
-            return await handler(request)
+            if inspect.iscoroutinefunction(handler):
+                return await handler(request)
+            return await db.call(lambda _store: handler(request))
         return wrapped
 
     # -- login ---------------------------------------------------------------------------------
     async def login_page(request: Request) -> Response:
         token = secrets.token_urlsafe(32)
-        response = page("login.html", request, login_csrf=token, needs_password=not auth.has_password(store))
+        response = await db.call(lambda _store: page("login.html", request, login_csrf=token,
+                                                     needs_password=not auth.has_password(store)))
         set_cookie(response, LOGIN_COOKIE, token, max_age=1800)
         return response
 
@@ -81,13 +90,13 @@ def create_app(store: MemoryStore, config: CompanionConfig, *, limiter: auth.Log
         if not auth.same(form.get("csrf"), request.cookies.get(LOGIN_COOKIE)):
             return JSONResponse({"error": "PARENT_CSRF_INVALID"}, status_code=403)
         if not limiter.allowed(client):
-            return page("login.html", request, status=429, login_csrf=form.get("csrf"),
-                        error="Too many wrong passwords. Wait a minute and try again.")
-        ok = await run_in_threadpool(auth.check_password, store, str(form.get("password", "")))
+            return await db.call(lambda _store: page("login.html", request, status=429, login_csrf=form.get("csrf"),
+                                                     error="Too many wrong passwords. Wait a minute and try again."))
+        ok = await db.call(auth.check_password, str(form.get("password", "")))
         if not ok:
             limiter.failed(client)
-            return page("login.html", request, status=401, login_csrf=form.get("csrf"), error="Wrong password.",
-                        needs_password=not auth.has_password(store))
+            return await db.call(lambda _store: page("login.html", request, status=401, login_csrf=form.get("csrf"),
+                                                     error="Wrong password.", needs_password=not auth.has_password(store)))
         limiter.succeeded(client)
         token, _session = sessions.create()
         response = RedirectResponse("/", status_code=303)
@@ -110,18 +119,18 @@ def create_app(store: MemoryStore, config: CompanionConfig, *, limiter: auth.Log
         return {"kids": kids, "open_alerts": [a for a in store.all_alerts() if not a["seen"]],
                 "quiet_now": settings.quiet_now(dt.datetime.now()), "settings": settings}
 
-    async def overview(request: Request) -> Response:
+    def overview(request: Request) -> Response:
         return page("overview.html", request, **overview_data())
 
-    async def api_overview(request: Request) -> Response:
+    def api_overview(request: Request) -> Response:
         data = overview_data()
         data["settings"] = data["settings"].to_json()
         return JSONResponse(data)
 
-    async def alerts(request: Request) -> Response:
+    def alerts(request: Request) -> Response:
         return page("alerts.html", request, alerts=store.all_alerts(), important=ALERT_KINDS)
 
-    async def alert_seen(request: Request) -> Response:
+    def alert_seen(request: Request) -> Response:
         store.mark_alert_seen(int(request.path_params["alert_id"]))
         return RedirectResponse("/alerts", status_code=303)
 
@@ -129,26 +138,26 @@ def create_app(store: MemoryStore, config: CompanionConfig, *, limiter: auth.Log
         child = request.path_params["child"]
         return child if child in store.children() else None
 
-    async def transcripts(request: Request) -> Response:
+    def transcripts(request: Request) -> Response:
         child = known_child(request)
         if child is None:
             return page("message.html", request, status=404, message="No child by that name.")
         query = request.query_params.get("q", "")[:200]
         return page("transcripts.html", request, child=child, query=query, turns=store.turns(child, query=query))
 
-    async def delete_turn(request: Request) -> Response:
+    def delete_turn(request: Request) -> Response:
         child = known_child(request)
         if child is not None:
             store.delete_turn(child, int(request.path_params["turn_id"]))
         return RedirectResponse(f"/children/{child}/transcripts", status_code=303)
 
-    async def memory(request: Request) -> Response:
+    def memory(request: Request) -> Response:
         child = known_child(request)
         if child is None:
             return page("message.html", request, status=404, message="No memory of a child by that name.")
         return page("memory.html", request, child=child, facts=store.fact_rows(child))
 
-    async def fact(request: Request) -> Response:
+    def fact(request: Request) -> Response:
         child = known_child(request)
         if child is not None:
             fact_id = int(request.path_params["fact_id"])
@@ -158,7 +167,7 @@ def create_app(store: MemoryStore, config: CompanionConfig, *, limiter: auth.Log
                 store.update_fact(child, fact_id, str(request.state.form.get("value", ""))[:200])
         return RedirectResponse(f"/children/{child}/memory", status_code=303)
 
-    async def erase(request: Request) -> Response:
+    def erase(request: Request) -> Response:
         child = known_child(request)
         if child is None or request.state.form.get("confirm") != child:
             return page("message.html", request, status=400,
@@ -166,11 +175,11 @@ def create_app(store: MemoryStore, config: CompanionConfig, *, limiter: auth.Log
         store.erase_child(child)
         return page("message.html", request, message=f"Everything about {child} is erased.")
 
-    async def settings_page(request: Request) -> Response:
+    def settings_page(request: Request) -> Response:
         return page("settings.html", request, settings=ps.load(store), personas=available_personas(),
                     default_retention=config.memory.retention_days)
 
-    async def save_settings(request: Request) -> Response:
+    def save_settings(request: Request) -> Response:
         form = request.state.form
         try:
             limits = {}

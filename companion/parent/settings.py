@@ -87,13 +87,14 @@ def start_of_today(now: dt.datetime) -> float:
     return now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
-def gate(settings: ParentSettings, store: MemoryStore, child: str, now: dt.datetime | None = None) -> str | None:
-    """The fixed line the robot says instead of answering ("quiet_hours", "daily_limit") or None."""
-    now = now or dt.datetime.now()
+def gate(settings: ParentSettings, talk_s_today: float, child: str, now: dt.datetime) -> str | None:
+    """The fixed line the robot says instead of answering ("quiet_hours", "daily_limit") or None.
+
+    Pure: the caller reads today's talk time (``MemoryStore.talk_seconds`` since ``start_of_today``)."""
     if settings.quiet_now(now):
         return "quiet_hours"
     limit = settings.limit_s(child)
-    if limit is not None and store.talk_seconds(child, start_of_today(now)) >= limit:
+    if limit is not None and talk_s_today >= limit:
         return "daily_limit"
     return None
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from companion.audio.frames import AudioFrame
 from companion.audio.sinks import Player
 from companion.config import CompanionConfig
-from companion.memory.store import MemoryStore
+from companion.memory.worker import MemoryWorker
 from companion.service.heartbeat import Heartbeat
 from companion.service.notify import Notifier, watchdog_interval_s
 from companion.voice.events import LoopEvent, LoopState, StateChanged, TurnCompleted
@@ -21,7 +21,7 @@ from companion.voice.runtime import VoiceModels, new_loop
 log = logging.getLogger(__name__)
 
 
-async def serve(models: VoiceModels, config: CompanionConfig, child: str, memory: MemoryStore | None,
+async def serve(models: VoiceModels, config: CompanionConfig, child: str, memory: MemoryWorker | None,
                 frames: Callable[[VoiceLoop], AsyncIterator[AudioFrame]], player: Player, notifier: Notifier, *,
                 stop: asyncio.Event | None = None, heartbeat_s: float | None = None,
                 on_event: Callable[[LoopEvent], None] | None = None) -> int:
@@ -42,7 +42,7 @@ async def serve(models: VoiceModels, config: CompanionConfig, child: str, memory
         elif isinstance(event, StateChanged) and event.state == LoopState.SPEAKING:
             notifier.status(f"talking with {child}")
 
-    loop = new_loop(models, config, child, player, on_event=status, memory=memory)
+    loop, brain = new_loop(models, config, child, player, on_event=status, memory=memory)
 
     async def counted() -> AsyncIterator[AudioFrame]:
         async for frame in frames(loop):
@@ -50,8 +50,10 @@ async def serve(models: VoiceModels, config: CompanionConfig, child: str, memory
             yield frame
 
     interval = heartbeat_s or watchdog_interval_s() or 10.0
-    heartbeat = Heartbeat(notifier, {"asr": models.asr.executor, "llm": models.generator.executor,
-                                     "tts": models.tts.executor}, lambda: last_frame[0], interval_s=interval)
+    workers = {"asr": models.asr.executor, "llm": models.generator.executor, "tts": models.tts.executor}
+    if memory is not None:
+        workers["memory"] = memory.executor
+    heartbeat = Heartbeat(notifier, workers, lambda: last_frame[0], interval_s=interval)
     run_task = asyncio.create_task(loop.run(counted()), name="voice-loop")
     beat_task = asyncio.create_task(heartbeat.run(), name="heartbeat")
     stop_task = asyncio.create_task(stop.wait(), name="stop")
@@ -67,7 +69,7 @@ async def serve(models: VoiceModels, config: CompanionConfig, child: str, memory
         if not run_task.done():
             run_task.cancel()
         await asyncio.gather(run_task, beat_task, stop_task, return_exceptions=True)
-        loop.conversation.close()  # the session summary is the last database write
+        await brain.close()  # the session summary is the last database write
         await player.close()
     if run_task.done() and not run_task.cancelled() and run_task.exception() is not None:
         raise run_task.exception()

@@ -17,6 +17,10 @@ class LoopConfig:
     max_heard_s: float = 60.0
     #: Microphone history kept for echo checks (seconds).
     mic_history_s: float = 2.0
+    #: Turn records the loop keeps in memory (a ring; each is also emitted as a TurnCompleted event).
+    records_kept: int = 256
+    #: Loop events kept in memory (a ring, for status and tests).
+    events_kept: int = 10_000
     #: A transcript that stops mid-phrase is answered only after this much silence (ms from the end of
     #: speech); one that sounds finished is answered as soon as it is ready. See voice/turn_end.py.
     unfinished_hold_ms: int = 1500

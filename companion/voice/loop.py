@@ -26,16 +26,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from companion.asr.whisper import WhisperASR
 from companion.audio.frames import AudioFrame
 from companion.audio.sinks import Player
-from companion.chat import Conversation
+from companion.brain.conversation import SpokenReply
+from companion.brain.guard import ReplyChunk, reply_chunks
+from companion.brain.plan import TurnPlan
 from companion.errors import CompanionError
-from companion.llm.generate import Gate, TokenEvent
-from companion.persona import cap_words
+from companion.llm.generate import Gate, GenerationResult, TokenEvent
+from companion.llm.sampling import SamplingParams
 from companion.safety.check import SafetyVerdict
-from companion.tts.clauses import ClauseSplitter
-from companion.tts.piper_voice import PiperTTS
 from companion.tts.speakable import speakable
 from companion.vad.endpoint import (
     Endpointer,
@@ -48,6 +47,7 @@ from companion.vad.endpoint import (
     UtteranceMaybeEnded,
 )
 from companion.voice.config import LoopConfig
+from companion.voice.stages import Brain, LanguageModel, Synthesizer, Transcriber
 from companion.voice.echo import echo_similarity, repeats_robot
 from companion.voice.turn_end import looks_unfinished
 from companion.voice.events import (
@@ -78,21 +78,29 @@ OOPS = "Oops, my thoughts got tangled. Can you say that again?"
 
 
 class VoiceLoop:
-    def __init__(self, *, endpointer: Endpointer, asr: WhisperASR, conversation: Conversation, tts: PiperTTS,
-                 player: Player, config: LoopConfig = LoopConfig(),
+    """Wires the stages: endpointer -> Transcriber -> Brain.plan -> LanguageModel + guard -> Synthesizer
+    -> Player -> Brain.remember. No stage sees another; the loop owns the order and the timing."""
+
+    def __init__(self, *, endpointer: Endpointer, asr: Transcriber, brain: Brain, model: LanguageModel,
+                 sampling: SamplingParams, tts: Synthesizer, player: Player, config: LoopConfig = LoopConfig(),
                  on_event: Callable[[LoopEvent], None] | None = None) -> None:
         self.endpointer = endpointer
         self.asr = asr
-        self.conversation = conversation
+        self.brain = brain
+        self.model = model
+        self.sampling = sampling
         self.tts = tts
         self.player = player
         self.config = config
         self._on_event = on_event
         self.state = LoopState.LISTENING
-        self.records: list[TurnRecord] = []
-        self.events: deque[LoopEvent] = deque(maxlen=10_000)
+        #: The latest turn records (a ring: a robot runs for weeks; every record is also a TurnCompleted event).
+        self.records: deque[TurnRecord] = deque(maxlen=config.records_kept)
+        self.events: deque[LoopEvent] = deque(maxlen=config.events_kept)
         self._turn: asyncio.Task | None = None
-        self._mic: deque[AudioFrame] = deque(maxlen=int(config.mic_history_s / 0.01))
+        self._warming: asyncio.Task | None = None
+        #: Microphone frames of the last ``mic_history_s`` seconds (for echo checks), trimmed by time.
+        self._mic: deque[AudioFrame] = deque()
         self._echo_run = False
         self._last_said = ""
         self._last_spoke_end = -1e9
@@ -124,10 +132,11 @@ class VoiceLoop:
 
     # -- main loop ---------------------------------------------------------------------
     async def run(self, frames: AsyncIterator[AudioFrame]) -> list[TurnRecord]:
+        """Listen until ``frames`` ends; returns the latest turn records (all of them for a bounded run)."""
         self._warm_next()
         try:
             async for frame in frames:
-                self._mic.append(frame)
+                self._hear(frame)
                 for event in self.endpointer.push(frame):
                     self._on_endpoint(event)
             if self._turn is not None:
@@ -137,7 +146,14 @@ class VoiceLoop:
             if self._turn is not None and not self._turn.done():
                 self._turn.cancel()
                 await asyncio.gather(self._turn, return_exceptions=True)
-        return self.records
+            if self._warming is not None:
+                await asyncio.gather(self._warming, return_exceptions=True)
+        return list(self.records)
+
+    def _hear(self, frame: AudioFrame) -> None:
+        self._mic.append(frame)
+        while self._mic and self._mic[0].end < frame.end - self.config.mic_history_s:
+            self._mic.popleft()
 
     def _robot_busy(self) -> bool:
         return self._turn is not None and not self._turn.done()
@@ -266,8 +282,15 @@ class VoiceLoop:
         try:
             speech = await self.tts.synthesize(OOPS)
             await pending.confirmed.wait()
-            self.player.enqueue(speech.samples * self._volume(), speech.rate, tag=-1)
+
+            def on_start(t: float) -> None:
+                self._set_state(LoopState.SPEAKING)
+                self._emit(ClauseSpoken(OOPS, t))
+
+            self.player.enqueue(speech.samples, speech.rate, tag=-1, on_start=on_start)
             await self.player.drain()
+        except asyncio.CancelledError:
+            raise
         except Exception:  # noqa: BLE001
             log.exception("[TTS_FAILED] could not even say the oops line")
 
@@ -285,73 +308,49 @@ class VoiceLoop:
             self._emit(TurnDropped("echo", transcript.text, now))
             return
         self._emit(Transcribed(transcript.text, transcript.asr_ms, now))
-        turn = _Turn(heard=transcript.text, utt=utt, asr_ms=transcript.asr_ms, asr_done=now, pending=pending,
-                     asr_start=asr_start, unfinished=looks_unfinished(transcript.text))
+        plan = await self.brain.plan(transcript.text)
+        turn = _Turn(plan=plan, utt=utt, asr_ms=transcript.asr_ms, asr_done=now, pending=pending,
+                     asr_start=asr_start, unfinished=looks_unfinished(transcript.text),
+                     clauses=asyncio.Queue(maxsize=self.config.clause_queue))
         try:
-            await asyncio.gather(self._think(turn), self._speak(turn))
+            await _together(self._think(turn), self._speak(turn))
         except asyncio.CancelledError:
             self._emit(ReplyCancelled(self._now()))
             if self._spoke:  # cut short: remember what was actually said
-                self._record(turn, interrupted=True)
+                await self._record(turn, interrupted=True)
             raise
-        self._record(turn, interrupted=False)
+        await self._record(turn, interrupted=False)
 
     async def _think(self, turn: _Turn) -> None:
-        splitter = ClauseSplitter()
-        cap = self.conversation.persona.max_words
-        words = 0
+        """The plan's reply, as checked clauses (brain/guard.py), into the bounded clause queue."""
 
-        async def offer(piece: str) -> bool:
-            """Queue a clause; False once the persona's word cap is reached (the rest is not spoken)."""
-            nonlocal words
-            n = len(piece.split())
-            if words + n > cap:
-                if words == 0:
-                    await turn.clauses.put(cap_words(piece, cap))
-                return False
-            words += n
-            if turn.first_clause_t is None:
-                turn.first_clause_t = self._now()
-            await turn.clauses.put(piece)
-            return True
+        def observe(item: TokenEvent | GenerationResult) -> None:
+            if isinstance(item, TokenEvent):
+                turn.reply_tokens += 1
+                turn.cached_tokens = item.cached_tokens
+                turn.last_token_t = self._now()
+                if turn.first_token_ms is None:
+                    turn.first_token_ms = round((self._now() - turn.asr_done) * 1000, 1)
+                    self._emit(FirstToken(turn.first_token_ms, self._now()))
 
-        stream = self.conversation.stream(turn.heard, gate=turn.gate)
+        chunks = reply_chunks(turn.plan, self.model, self.sampling, gate=turn.gate, observe=observe)
         try:
-            capped = False
-            async for item in stream:
-                if isinstance(item, TokenEvent):
-                    turn.reply_tokens += 1
-                    turn.last_token_t = self._now()
-                    if turn.first_token_ms is None:
-                        turn.first_token_ms = round((self._now() - turn.asr_done) * 1000, 1)
-                        self._emit(FirstToken(turn.first_token_ms, self._now()))
-                    for piece in splitter.push(item.text):
-                        if not await offer(piece):
-                            capped = True
-                            break
-                    if capped:
-                        break
-            if not capped:
-                for piece in splitter.flush():
-                    if not await offer(piece):
-                        break
+            async for chunk in chunks:
+                if turn.first_clause_t is None:
+                    turn.first_clause_t = self._now()
+                await turn.clauses.put(chunk)
         finally:
-            await stream.aclose()  # stops the model within one token if it is still writing
+            await chunks.aclose()  # stops the model within one token if it is still writing
         await turn.clauses.put(None)
 
     async def _speak(self, turn: _Turn) -> None:
         tag = self._turn_index + 1
-        while (piece := await turn.clauses.get()) is not None:
-            if turn.safety_stop:
-                continue  # drain what the model still queues; none of it is spoken
-            verdict = self.conversation.clause_verdict(piece)
-            if verdict.action != "answer":
-                # The unsafe clause is never synthesised and the rest of the reply is dropped.
-                turn.safety_stop = True
-                turn.output_verdict = verdict
-                self._emit(ClauseBlocked(verdict.category or "output", self._now()))
-                piece = self.conversation.safety.reply(verdict, turn.heard)
-            text = speakable(piece)
+        while (chunk := await turn.clauses.get()) is not None:
+            if chunk.blocked is not None:
+                # The unsafe clause was never queued; this is the redirect that replaces the rest.
+                turn.blocked = chunk.blocked
+                self._emit(ClauseBlocked(chunk.blocked.category or "output", self._now()))
+            text = speakable(chunk.text)
             if not text:
                 continue
             synth_start = self._now()
@@ -370,39 +369,35 @@ class VoiceLoop:
                 hold = turn.utt.speech_end + self.config.unfinished_hold_ms / 1000 - self._now()
                 if hold > 0:
                     await asyncio.sleep(hold)
-            self.player.enqueue(speech.samples * self._volume(), speech.rate, tag=tag,
-                                on_start=self._on_clause_start(turn, piece))
+            self.player.enqueue(speech.samples * turn.plan.volume, speech.rate, tag=tag,
+                                on_start=self._on_clause_start(turn, chunk))
         await self.player.drain()
 
-    def _volume(self) -> float:
-        """The parents' volume setting (read by the conversation at the start of each turn)."""
-        return self.conversation.parent.volume / 100
-
-    def _on_clause_start(self, turn: _Turn, piece: str) -> Callable[[float], None]:
+    def _on_clause_start(self, turn: _Turn, chunk: ReplyChunk) -> Callable[[float], None]:
         def on_start(t: float) -> None:
             if turn.first_audio_t is None:
                 turn.first_audio_t = t
                 self._spoke = True
                 self._set_state(LoopState.SPEAKING)
-            turn.said.append(piece)
-            self._emit(ClauseSpoken(piece, t))
+            turn.said.append(chunk.text)
+            self._emit(ClauseSpoken(chunk.text, t))
         return on_start
 
-    def _record(self, turn: _Turn, *, interrupted: bool) -> None:
+    async def _record(self, turn: _Turn, *, interrupted: bool) -> None:
         self._turn_index += 1
         reply = " ".join(turn.said)
         # Talk time for the parents' daily limit: from the child's first word to the end of the reply.
-        self.conversation.remember(turn.heard, reply, interrupted=interrupted,
-                                   talk_s=self._now() - turn.utt.speech_start)
+        spoken = SpokenReply(turn.plan, reply, interrupted=interrupted, blocked=turn.blocked,
+                             talk_s=self._now() - turn.utt.speech_start)
         self._last_said = reply
         self._last_spoke_end = self._now()
+        # Shielded: a second cancellation (the child barges in again) must not lose an acknowledged write.
+        await asyncio.shield(self.brain.remember(spoken))
         end = turn.utt.speech_end
         ttfa = None if turn.first_audio_t is None else round((turn.first_audio_t - end) * 1000, 1)
-        verdict = turn.output_verdict or self.conversation.verdict
         record = TurnRecord(
-            index=self._turn_index, child=self.conversation.child, heard=turn.heard, reply=reply,
-            interrupted=interrupted, safety=verdict.to_json(),
-            tokens=turn.tokens(self.conversation.last_prompt_tokens, self.conversation.last_cached_tokens),
+            index=self._turn_index, child=self.brain.child, heard=turn.plan.heard, reply=reply,
+            interrupted=interrupted, safety=spoken.verdict.to_json(), tokens=turn.tokens(),
             timings=TurnTimings(speech_end=round(turn.utt.speech_end, 3), asr_ms=turn.asr_ms,
                                 llm_first_token_ms=turn.first_token_ms, tts_first_chunk_ms=turn.tts_first_ms,
                                 ttfa_ms=ttfa, trace=turn.trace()))
@@ -412,14 +407,28 @@ class VoiceLoop:
 
     def _warm_next(self) -> None:
         """Prefill the next prompt's fixed part on the model's worker while the child talks (off the loop)."""
-        future = asyncio.get_running_loop().run_in_executor(self.conversation.generator.executor,
-                                                            self.conversation.warm_next)
+        task = asyncio.get_running_loop().create_task(self.brain.warm_next(), name="warm-next")
 
-        def done(f: asyncio.Future) -> None:
-            if not f.cancelled() and f.exception() is not None:
-                log.warning("[LLM_WARM_FAILED] could not prefill the next prompt: %r", f.exception())
+        def done(t: asyncio.Task) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("[LLM_WARM_FAILED] could not prefill the next prompt: %r", t.exception())
 
-        future.add_done_callback(done)
+        task.add_done_callback(done)
+        self._warming = task
+
+
+async def _together(*coros) -> None:
+    """Run the coroutines as tasks; the first failure (or a cancellation) cancels the others."""
+    tasks = [asyncio.get_running_loop().create_task(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @dataclass
@@ -442,34 +451,36 @@ class _Pending:
 class _Turn:
     """Progress of the turn being answered (mutable, private to one turn task)."""
 
-    heard: str
+    plan: TurnPlan
     utt: Utterance
     asr_ms: float
     asr_done: float
     pending: _Pending
     asr_start: float
+    #: Checked clauses waiting for synthesis (bounded: the model waits when it is full).
+    clauses: asyncio.Queue[ReplyChunk | None]
     #: The transcript stops mid-phrase: the reply waits for a longer silence.
     unfinished: bool = False
     first_clause_t: float | None = None
     tts_first: tuple[float, float] | None = None
     reply_tokens: int = 0
+    cached_tokens: int = 0
     last_token_t: float | None = None
     gate: Gate = field(default_factory=Gate)
     first_token_ms: float | None = None
     tts_first_ms: float | None = None
     first_audio_t: float | None = None
     said: list[str] = field(default_factory=list)
-    safety_stop: bool = False
-    output_verdict: SafetyVerdict | None = None
-    clauses: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=8))
+    blocked: SafetyVerdict | None = None
 
-    def tokens(self, prompt_tokens: int, cached_tokens: int) -> dict:
+    def tokens(self) -> dict:
         """Language-model tokens of the turn (prompt, reply) and the decode speed as the loop saw it."""
         rate = None
         if self.first_token_ms is not None and self.last_token_t is not None and self.reply_tokens > 1:
             span = self.last_token_t - (self.asr_done + self.first_token_ms / 1000)
             rate = round((self.reply_tokens - 1) / span, 1) if span > 0 else None
-        return {"prompt": prompt_tokens, "cached": cached_tokens, "reply": self.reply_tokens, "tok_s": rate}
+        return {"prompt": len(self.plan.prompt), "cached": self.cached_tokens, "reply": self.reply_tokens,
+                "tok_s": rate}
 
     def trace(self) -> dict[str, float | None]:
         """When each stage of the turn happened, in ms from the end of the child's speech."""

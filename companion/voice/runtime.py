@@ -9,8 +9,9 @@ from pathlib import Path
 
 from companion.asr.whisper import WhisperASR
 from companion.audio.sinks import Player
-from companion.chat import Conversation, load_generator, persona_of
+from companion.brain.conversation import Conversation, load_generator, persona_of
 from companion.memory.store import MemoryStore
+from companion.memory.worker import MemoryWorker
 from companion.config import CompanionConfig
 from companion.llm.generate import Generator
 from companion.models.cache import ModelCache
@@ -53,11 +54,15 @@ def load_voice_models(config: CompanionConfig, cache: ModelCache | None = None) 
 
 
 def new_loop(models: VoiceModels, config: CompanionConfig, child: str, player: Player,
-             on_event=None, memory: MemoryStore | None = None) -> VoiceLoop:
-    """A fresh loop (fresh VAD state, the child's conversation and memory) over already loaded models."""
+             on_event=None, memory: MemoryStore | MemoryWorker | None = None) -> tuple[VoiceLoop, Conversation]:
+    """A fresh loop (fresh VAD state, the child's conversation and memory) over already loaded models.
+
+    Returns the loop and the child's session; the caller closes the session when the loop ends."""
     endpointer = Endpointer(SileroVAD(models.vad_path), config.vad)
-    conversation = Conversation(models.generator, config, child, memory)
-    return VoiceLoop(endpointer=endpointer, asr=models.asr, conversation=conversation, tts=models.tts,
-                     player=player, config=config.voice, on_event=on_event)
+    brain = Conversation(models.generator, config, child, memory)
+    loop = VoiceLoop(endpointer=endpointer, asr=models.asr, brain=brain, model=models.generator,
+                     sampling=config.llm.sampling(), tts=models.tts, player=player, config=config.voice,
+                     on_event=on_event)
+    return loop, brain
 
 

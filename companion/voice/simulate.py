@@ -15,7 +15,7 @@ from companion.audio.sinks import PlayedBlock, SimulatedSpeaker
 from companion.audio.sources import Segment, SimulatedMicrophone, SimulationLog
 from companion.config import CompanionConfig
 from companion.memory.store import MemoryStore
-from companion.voice.events import LoopEvent, TurnRecord
+from companion.voice.events import LoopEvent, TurnCompleted, TurnRecord
 from companion.voice.runtime import VoiceModels, new_loop
 
 #: A simulated run records at most this much audio (bounded memory).
@@ -80,7 +80,7 @@ async def run_simulation(models: VoiceModels, config: CompanionConfig, segments:
     player = SimulatedSpeaker(models.tts.rate, on_block=recording.add_played)
     events: list[LoopEvent] = []
 
-    loop = new_loop(models, config, child, player, on_event=events.append, memory=memory)
+    loop, brain = new_loop(models, config, child, player, on_event=events.append, memory=memory)
     mic = SimulatedMicrophone(segments, idle=loop.is_idle, player=player, echo_gain=echo_gain,
                               noise_floor=noise_floor, realtime=realtime)
 
@@ -90,10 +90,11 @@ async def run_simulation(models: VoiceModels, config: CompanionConfig, segments:
             yield frame
 
     try:
-        records = await loop.run(frames())
+        await loop.run(frames())
     finally:
-        loop.conversation.close()
+        await brain.close()
         await player.close()
+    records = [e.record for e in events if isinstance(e, TurnCompleted)]
     with (out_dir / "turns.jsonl").open("w", encoding="utf-8") as fh:
         for record in records:
             fh.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")

@@ -1,0 +1,296 @@
+"""One child's session: the turn's snapshot, its plan, and what was said, remembered.
+
+``Conversation`` is what ``companion chat`` runs for every line and what the voice loop
+asks between ASR and TTS. It never decides inside a stream and never hands a verdict
+back through an attribute: ``plan`` returns a ``TurnPlan`` (brain/plan.py), the guard
+turns the model's tokens into ``ReplyChunk``s (brain/guard.py), and ``remember`` takes
+the ``SpokenReply``. Every database access goes through the memory worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import time
+from dataclasses import asdict, dataclass, replace
+
+from companion.brain.guard import reply_chunks
+from companion.brain.plan import Brief, TurnContext, TurnPlan, plan_turn, prefix_messages, prompt_messages
+from companion.brain.prompt import History, with_exchange
+from companion.config import CompanionConfig
+from companion.errors import CompanionError, ConfigError
+from companion.llm.generate import Generator, GenerationResult, TokenEvent
+from companion.llm.tokenizer import ChatMessage
+from companion.memory.facts import extract_facts
+from companion.memory.store import MemoryStore
+from companion.memory.worker import MemoryWorker
+from companion.models.cache import ModelCache
+from companion.parent import settings as parent_settings
+from companion.paths import models_cache_dir
+from companion.persona import Persona, cap_words, load_persona
+from companion.safety.check import SafetyLayer, SafetyVerdict
+
+_CHILD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
+
+#: Transcripts past the retention period are purged at most this often while the robot runs.
+PURGE_EVERY_S = 3600.0
+
+
+def check_child_name(name: str) -> str:
+    if not _CHILD_NAME.match(name):
+        raise CompanionError(
+            f"child name {name!r} must be 1-40 letters, digits, spaces, '.', '_' or '-'", code="CHILD_NAME_INVALID"
+        )
+    return name
+
+
+def persona_of(config: CompanionConfig) -> Persona:
+    return load_persona(config.persona.use)
+
+
+def load_generator(config: CompanionConfig, cache: ModelCache | None = None) -> Generator:
+    """The configured language model from the model cache, with the persona's prompt pre-computed."""
+    cache = cache or ModelCache(models_cache_dir())
+    prepared = cache.get(config.llm.model)
+    generator = Generator(prepared.path / "onnx", config.llm.runtime())
+    generator.warm([ChatMessage("system", persona_of(config).system_prompt())])
+    return generator
+
+
+@dataclass(frozen=True)
+class SpokenReply:
+    """What the robot actually said to a plan (cut short when the child interrupted)."""
+
+    plan: TurnPlan
+    said: str
+    interrupted: bool = False
+    #: The output check's verdict when it stopped the reply.
+    blocked: SafetyVerdict | None = None
+    #: Talk time of the exchange (the child's first word to the reply's end), for the daily limit.
+    talk_s: float | None = None
+
+    @property
+    def verdict(self) -> SafetyVerdict:
+        """The verdict recorded for the turn: the output check's when it stopped the reply, else the input's."""
+        return self.blocked or self.plan.verdict
+
+
+@dataclass(frozen=True)
+class ReplyTimings:
+    llm_first_token_ms: float | None
+    llm_total_ms: float
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    """One exchange of ``companion chat``: what the child said and what the robot answered."""
+
+    child: str
+    heard: str
+    reply: str
+    timings: ReplyTimings
+    stop_reason: str
+    prompt_tokens: int
+    cached_tokens: int
+    reply_tokens: int
+    safety: SafetyVerdict
+
+    def to_json(self) -> dict:
+        return {"child": self.child, "heard": self.heard, "reply": self.reply, "timings": asdict(self.timings),
+                "safety": self.safety.to_json(),
+                "llm": {"stop_reason": self.stop_reason, "prompt_tokens": self.prompt_tokens,
+                        "cached_tokens": self.cached_tokens, "reply_tokens": self.reply_tokens}}
+
+
+def _read_context(store: MemoryStore, child: str, heard: str, recent_ids: frozenset[int], recall: int,
+                  max_facts: int, now: dt.datetime) -> dict:
+    """Runs on the memory worker: the parts of a ``TurnContext`` that live in the database."""
+    parent = parent_settings.load(store)
+    summaries = store.summaries(child, 1)
+    recalled = ()
+    if heard and recall:
+        recalled = tuple(t for t in store.search_turns(child, heard, recall + len(recent_ids))
+                         if t.id not in recent_ids)[:recall]
+    return dict(parent=parent, facts=tuple(store.facts(child, max_facts)), summary=summaries[-1] if summaries else None,
+                talk_s_today=store.talk_seconds(child, parent_settings.start_of_today(now)), recalled=recalled)
+
+
+def _write_exchange(store: MemoryStore, child: str, session: int | None, spoken: SpokenReply,
+                    purge_days: float | None) -> tuple[int, int]:
+    """Runs on the memory worker: the alert, the turn, its facts; one purge after the reply when due."""
+    plan = spoken.plan
+    if session is None:
+        session = store.start_session(child)
+    if purge_days is not None:  # here, after the reply was spoken: a purge may vacuum the database
+        store.purge_expired(purge_days)
+    if plan.alert is not None:
+        store.add_alert(child, plan.alert, plan.stored_heard)
+    meta = {"safety": spoken.verdict.to_json(), **({} if spoken.talk_s is None else {"talk_s": round(spoken.talk_s, 2)})}
+    turn_id = store.add_turn(session, child, plan.stored_heard, spoken.said, interrupted=spoken.interrupted, meta=meta)
+    if plan.learn_facts and spoken.blocked is None:
+        for fact in extract_facts(plan.heard):
+            store.add_fact(child, fact.kind, fact.value, turn_id)
+    return session, turn_id
+
+
+class Conversation:
+    """One child's conversation: bounded history, memory through its worker, one turn at a time."""
+
+    def __init__(self, model: Generator, config: CompanionConfig, child: str,
+                 memory: MemoryStore | MemoryWorker | None = None) -> None:
+        self.model = model
+        self.config = config
+        self.child = check_child_name(child)
+        self._own_worker = isinstance(memory, MemoryStore)
+        self.memory: MemoryWorker | None = MemoryWorker(memory) if isinstance(memory, MemoryStore) else memory
+        self._brief = self._make_brief(parent_settings.ParentSettings())
+        self._parent = parent_settings.ParentSettings()
+        tok = model.tokenizer
+        if len(tok.encode_chat([self._brief.system(), ChatMessage("user", "")])) + 16 > config.memory.prompt_tokens:
+            raise ConfigError(f"memory.prompt_tokens ({config.memory.prompt_tokens}) is smaller than the "
+                              f"persona's own prompt")
+        #: Recent exchanges, oldest first; replaced whole (never mutated), on the event loop only.
+        self._history: History = ()
+        self._session: int | None = None
+        self._started = False
+        self._purged_at = time.monotonic()
+
+    @property
+    def persona(self) -> Persona:
+        return self._brief.persona
+
+    def _make_brief(self, parent: parent_settings.ParentSettings) -> Brief:
+        safety = SafetyLayer(replace(self.config.safety, deny_topics=(*self.config.safety.deny_topics,
+                                                                       *parent.deny_topics)))
+        persona = load_persona(parent.persona) if parent.persona else persona_of(self.config)
+        return Brief(persona, safety, self.model.tokenizer, self.config.memory.prompt_tokens)
+
+    def _adopt(self, parent: parent_settings.ParentSettings) -> Brief:
+        """The parents' settings of this turn (changed on the dashboard): checks and persona follow them."""
+        if parent != self._parent:
+            old, self._parent = self._parent, parent
+            if (parent.deny_topics, parent.persona) != (old.deny_topics, old.persona):
+                self._brief = self._make_brief(parent)
+        return self._brief
+
+    def _retention_days(self) -> float:
+        return self._parent.retention_days or self.config.memory.retention_days
+
+    async def start(self) -> None:
+        """Read the child's recent turns into the history and purge expired transcripts (once)."""
+        if self._started:
+            return
+        self._started = True
+        if self.memory is None:
+            return
+
+        def read(store: MemoryStore) -> tuple:
+            parent = parent_settings.load(store)
+            store.purge_expired(parent.retention_days or self.config.memory.retention_days)
+            return parent, tuple((t.id, t.heard, t.said) for t in store.recent_turns(self.child,
+                                                                                   self.config.llm.history_turns))
+
+        parent, turns = await self.memory.call(read)
+        self._adopt(parent)
+        history: History = ()
+        for turn_id, heard, said in turns:
+            history = await asyncio.to_thread(with_exchange, history, turn_id, heard, said, self.model.tokenizer,
+                                              self.config.llm.history_turns)
+        self._history = history
+
+    async def context(self, heard: str) -> TurnContext:
+        """The snapshot a turn is decided on."""
+        await self.start()
+        now = dt.datetime.now()
+        history = self._history
+        if self.memory is None:
+            return TurnContext(child=self.child, parent=self._parent, history=history, now=now)
+        recent = frozenset(e.turn_id for e in history if e.turn_id is not None)
+        stored = await self.memory.call(_read_context, self.child, heard, recent, self.config.memory.recall_turns,
+                                        self.config.memory.max_facts, now)
+        return TurnContext(child=self.child, history=self._history, now=now, **stored)
+
+    async def plan(self, heard: str) -> TurnPlan:
+        """Decide the turn: a fixed line or a prompt (pure policy, run off the loop: it tokenises)."""
+        ctx = await self.context(heard)
+        brief = self._adopt(ctx.parent)
+        return await asyncio.to_thread(plan_turn, heard, ctx, brief)
+
+    async def messages(self, heard: str) -> list[ChatMessage]:
+        """The chat messages a model turn for ``heard`` would get (for inspection: tests, ``bench memory``)."""
+        ctx = await self.context(heard)
+        messages, _history = await asyncio.to_thread(prompt_messages, heard, ctx, self._adopt(ctx.parent))
+        return messages
+
+    async def remember(self, spoken: SpokenReply) -> int | None:
+        """Record an exchange once it has been said; returns the stored turn id once it is durable.
+
+        Personal information is not stored (the transcript keeps a placeholder); no fact is taken from
+        an exchange the safety layer did not answer normally.
+        """
+        plan = spoken.plan
+        turn_id = None
+        if self.memory is not None:
+            due = time.monotonic() - self._purged_at > PURGE_EVERY_S
+            if due:
+                self._purged_at = time.monotonic()
+            self._session, turn_id = await self.memory.call(
+                _write_exchange, self.child, self._session, spoken, self._retention_days() if due else None)
+        self._history = await asyncio.to_thread(with_exchange, plan.history, turn_id, plan.stored_heard,
+                                                spoken.said, self.model.tokenizer, self.config.llm.history_turns)
+        return turn_id
+
+    async def warm_next(self) -> int:
+        """Prefill the next turn's fixed part (persona, facts, history) while the child is talking.
+
+        Recalled turns and the child's words come after it, so the next turn only prefills those.
+        Returns the prefix length in tokens.
+        """
+        ctx = await self.context("")
+        brief = self._adopt(ctx.parent)
+        prefix = await asyncio.to_thread(prefix_messages, ctx, brief)
+        return await self.model.prefill(prefix)
+
+    async def close(self) -> None:
+        """End the session with a short summary (the last database write), then stop an own worker."""
+        if self.memory is not None and self._session is not None:
+            heard = [entry.heard for entry in self._history[-3:]]
+            summary = ("The child talked about: " + " / ".join(cap_words(h, 12) for h in heard)) if heard else None
+            await self.memory.call(MemoryStore.end_session, self._session, summary)
+            self._session = None
+        if self.memory is not None and self._own_worker:
+            self.memory.close()
+
+    async def reply(self, heard: str, on_token=None) -> ChatReply:
+        """One whole exchange without audio (``companion chat``, evaluations): the same plan, guard and
+        memory as the voice loop."""
+        started = time.perf_counter()
+        plan = await self.plan(heard)
+        seen: dict = {"tokens": 0, "first": None, "result": None, "cached": 0}
+
+        def observe(item: TokenEvent | GenerationResult) -> None:
+            if isinstance(item, TokenEvent):
+                seen["tokens"] += 1
+                seen["cached"] = item.cached_tokens
+                seen["first"] = seen["first"] if seen["first"] is not None else item.elapsed_s
+                if on_token is not None:
+                    on_token(item)
+            else:
+                seen["result"] = item
+
+        chunks = [c async for c in reply_chunks(plan, self.model, self.config.llm.sampling(), observe=observe)]
+        blocked = next((c.blocked for c in chunks if c.blocked is not None), None)
+        text = " ".join(c.text for c in chunks)
+        spoken = SpokenReply(plan, text, blocked=blocked)
+        await self.remember(spoken)
+        result: GenerationResult | None = seen["result"]
+        stop = plan.kind if plan.kind != "model" else ("blocked" if blocked else
+                                                      result.stop_reason if result else "capped")
+        first = None if seen["first"] is None else round(seen["first"] * 1000, 1)
+        return ChatReply(
+            child=self.child, heard=heard, reply=text,
+            timings=ReplyTimings(llm_first_token_ms=first, llm_total_ms=round((time.perf_counter() - started) * 1000, 1)),
+            stop_reason=stop, prompt_tokens=len(plan.prompt), cached_tokens=result.cached_tokens if result else seen["cached"],
+            reply_tokens=seen["tokens"], safety=spoken.verdict,
+        )

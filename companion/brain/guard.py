@@ -1,0 +1,124 @@
+"""The one place a reply's words pass before they are spoken: clauses, the word cap, the output check.
+
+Every path that speaks (the voice loop, ``companion chat``, the Wyoming handler later)
+turns a ``TurnPlan`` into ``ReplyChunk``s with ``reply_chunks``; nothing else cuts,
+caps or checks a reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from companion.brain.plan import TurnPlan
+from companion.llm.generate import Gate, GenerationResult, TokenEvent
+from companion.llm.sampling import SamplingParams
+from companion.persona import cap_words
+from companion.safety.check import SafetyVerdict
+from companion.tts.clauses import ClauseSplitter
+
+
+@dataclass(frozen=True)
+class ReplyChunk:
+    """One clause of a reply, checked and ready to be synthesised."""
+
+    text: str
+    #: Position in the reply (0 first).
+    index: int
+    #: "model", "line" (a fixed line of the plan) or "guard" (the redirect that replaced an unsafe clause).
+    source: str
+    #: The output check's verdict when ``source == "guard"``.
+    blocked: SafetyVerdict | None = None
+
+
+class LanguageModel(Protocol):
+    """The model stage: tokens for a prompt, then the result; closing the stream stops the model."""
+
+    def stream(self, prompt_ids: Sequence[int], params: SamplingParams,
+               gate: Gate | None = None) -> AsyncIterator[TokenEvent | GenerationResult]: ...
+
+
+class OutputGuard:
+    """Cuts the model's text into clauses and lets through what may be said.
+
+    A clause that fails the output check is never spoken: it is replaced by the safety
+    layer's redirect and the rest of the reply is dropped. The persona's word cap ends the
+    reply at the last whole clause that fits (a first clause longer than the cap is cut).
+    """
+
+    def __init__(self, plan: TurnPlan) -> None:
+        self._plan = plan
+        self._splitter = ClauseSplitter()
+        self._words = 0
+        self._index = 0
+        #: No more chunks will come (capped or blocked).
+        self.done = False
+        #: The verdict that stopped the reply, if a clause failed the check.
+        self.blocked: SafetyVerdict | None = None
+
+    def push(self, text: str) -> list[ReplyChunk]:
+        return self._pass(self._splitter.push(text))
+
+    def flush(self) -> list[ReplyChunk]:
+        return self._pass(self._splitter.flush())
+
+    def _chunk(self, text: str, source: str, blocked: SafetyVerdict | None = None) -> ReplyChunk:
+        chunk = ReplyChunk(text, self._index, source, blocked)
+        self._index += 1
+        return chunk
+
+    def _pass(self, pieces: list[str]) -> list[ReplyChunk]:
+        out: list[ReplyChunk] = []
+        for piece in pieces:
+            if self.done:
+                break
+            verdict = self._plan.guard.check_output(piece)
+            if verdict.action != "answer":
+                self.done, self.blocked = True, verdict
+                out.append(self._chunk(self._plan.guard.reply(verdict, self._plan.heard), "guard", verdict))
+                break
+            n = len(piece.split())
+            if self._words + n > self._plan.max_words:
+                self.done = True
+                if self._words == 0:
+                    out.append(self._chunk(cap_words(piece, self._plan.max_words), "model"))
+                break
+            self._words += n
+            out.append(self._chunk(piece, "model"))
+        return out
+
+    def line(self, text: str) -> list[ReplyChunk]:
+        """A fixed line of the plan (reviewed text): cut into clauses, not capped or checked."""
+        splitter = ClauseSplitter()
+        self.done = True
+        return [self._chunk(piece, "line") for piece in splitter.push(text) + splitter.flush()]
+
+
+async def reply_chunks(plan: TurnPlan, model: LanguageModel, params: SamplingParams, *, gate: Gate | None = None,
+                       observe: Callable[[TokenEvent | GenerationResult], None] | None = None,
+                       ) -> AsyncIterator[ReplyChunk]:
+    """The reply to ``plan`` as checked clauses. Closing it early stops the model within one token.
+
+    ``observe`` sees every token and the result (timings, token counts); it decides nothing.
+    """
+    guard = OutputGuard(plan)
+    if plan.line is not None:
+        for chunk in guard.line(plan.line):
+            yield chunk
+        return
+    stream = model.stream(plan.prompt, params, gate)
+    try:
+        async for item in stream:
+            if observe is not None:
+                observe(item)
+            if isinstance(item, TokenEvent):
+                for chunk in guard.push(item.text):
+                    yield chunk
+                if guard.done:
+                    break
+        if not guard.done:
+            for chunk in guard.flush():
+                yield chunk
+    finally:
+        await stream.aclose()

@@ -1,0 +1,125 @@
+"""The turn's policy: a pure function of what the child said and a snapshot of state, returning a plan.
+
+Nothing here reads a database, a clock or another stage's attributes: ``TurnContext`` is
+read once per turn (through the memory worker) and ``plan_turn`` decides. The decision
+is *returned* as a frozen ``TurnPlan``: a fixed line (a safety line, the parents' quiet
+hours or daily limit, an answer from memory) or a prompt for the model, plus the guards
+its words must pass and what to remember of the exchange.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from companion.brain.prompt import History, build_messages, facts_message, recall_message
+from companion.llm.tokenizer import ChatMessage, ChatTokenizer
+from companion.memory.answers import answer_from_facts
+from companion.memory.store import Fact, StoredTurn
+from companion.parent.settings import LINES, ParentSettings, gate
+from companion.persona import Persona
+from companion.safety.check import SafetyLayer, SafetyVerdict
+
+#: What is stored instead of personal information the child said (an address, a phone number).
+PERSONAL_INFO_PLACEHOLDER = "[personal information not stored]"
+
+
+@dataclass(frozen=True)
+class TurnContext:
+    """Everything a turn's decision depends on, read once at the start of the turn."""
+
+    child: str
+    parent: ParentSettings
+    #: The child's facts, newest first.
+    facts: tuple[Fact, ...] = ()
+    #: The last session's summary.
+    summary: str | None = None
+    #: Talk time today (for the daily limit), seconds.
+    talk_s_today: float = 0.0
+    #: Earlier turns (outside the recent history) that match what the child said.
+    recalled: tuple[StoredTurn, ...] = ()
+    #: The recent exchanges kept for the prompt.
+    history: History = ()
+    #: Local time the turn began (quiet hours).
+    now: dt.datetime = dt.datetime(2000, 1, 1, 12)
+
+
+@dataclass(frozen=True)
+class Brief:
+    """The fixed inputs of the policy for a session: who the robot is and which checks apply."""
+
+    persona: Persona
+    safety: SafetyLayer
+    tokenizer: ChatTokenizer
+    #: Tokens the whole prompt may use.
+    prompt_tokens: int
+
+    def system(self) -> ChatMessage:
+        return ChatMessage("system", self.persona.system_prompt())
+
+
+@dataclass(frozen=True)
+class TurnPlan:
+    """What to do with one thing the child said."""
+
+    #: What the child said.
+    heard: str
+    #: The input check's verdict (for a parents' gate: action "answer", category "quiet_hours"/"daily_limit").
+    verdict: SafetyVerdict
+    #: "model", or the source of the fixed line: "safety", "quiet_hours", "daily_limit", "memory".
+    kind: str
+    #: The words to say when ``kind != "model"``: reviewed text, never the model's.
+    line: str | None
+    #: The model's prompt, token ids (``kind == "model"``).
+    prompt: tuple[int, ...]
+    #: The prompt history as it is kept from now on (trimmed in steps for the prefix cache).
+    history: History
+    #: The check every clause of the model's reply must pass.
+    guard: SafetyLayer
+    #: The persona's word cap for a reply.
+    max_words: int
+    #: Speaker volume, 0-1 (the parents' setting).
+    volume: float
+    #: Facts may be learned from this exchange (only from one answered normally).
+    learn_facts: bool
+    #: An alert for the parents, by category (a disclosure, self-harm).
+    alert: str | None
+
+    @property
+    def stored_heard(self) -> str:
+        """The child's words as the transcript keeps them (personal information is not stored)."""
+        return PERSONAL_INFO_PLACEHOLDER if self.verdict.category == "personal_info" else self.heard
+
+
+def plan_turn(heard: str, ctx: TurnContext, brief: Brief) -> TurnPlan:
+    """Parent gate, input safety, an answer from memory, or a prompt; first match wins in that order,
+    except that a disclosure is heard and alerted whatever the hour."""
+    verdict = brief.safety.check_input(heard)
+    common = dict(heard=heard, history=ctx.history, guard=brief.safety, max_words=brief.persona.max_words,
+                  volume=ctx.parent.volume / 100, alert=verdict.category if verdict.action == "alert" else None)
+    held = None if verdict.action == "alert" else gate(ctx.parent, ctx.talk_s_today, ctx.child, ctx.now)
+    if held is not None:
+        return TurnPlan(verdict=SafetyVerdict("answer", held), kind=held, line=LINES[held], prompt=(),
+                        learn_facts=False, **common)
+    if verdict.action != "answer":
+        return TurnPlan(verdict=verdict, kind="safety", line=brief.safety.reply(verdict, heard), prompt=(),
+                        learn_facts=False, **common)
+    known = answer_from_facts(heard, list(ctx.facts)) if ctx.facts else None
+    if known is not None:
+        return TurnPlan(verdict=verdict, kind="memory", line=known, prompt=(), learn_facts=True, **common)
+    messages, history = prompt_messages(heard, ctx, brief)
+    prompt = tuple(brief.tokenizer.encode_chat(messages))
+    return TurnPlan(verdict=verdict, kind="model", line=None, prompt=prompt, learn_facts=True,
+                    **{**common, "history": history})
+
+
+def prompt_messages(heard: str, ctx: TurnContext, brief: Brief) -> tuple[list[ChatMessage], History]:
+    """The chat messages of the turn and the history to keep (see brain/prompt.py)."""
+    return build_messages(brief.tokenizer, brief.prompt_tokens, brief.system(),
+                          facts_message(ctx.facts, ctx.summary, brief.persona.name), recall_message(ctx.recalled),
+                          ctx.history, heard)
+
+
+def prefix_messages(ctx: TurnContext, brief: Brief) -> list[ChatMessage]:
+    """The next turn's fixed part (persona, facts, history), to prefill while the child talks."""
+    return prompt_messages("", ctx, brief)[0][:-1]

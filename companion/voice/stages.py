@@ -1,0 +1,43 @@
+"""The stages the voice loop wires together, each behind one small interface.
+
+The loop knows these Protocols, not the classes behind them: faster-whisper, the brain,
+the ONNX language model and piper in the product; fakes in tests (voice/testing.py).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from companion.asr.whisper import Transcript
+from companion.brain.conversation import SpokenReply
+from companion.brain.guard import LanguageModel
+from companion.brain.plan import TurnPlan
+from companion.tts.piper_voice import Speech
+
+__all__ = ["Brain", "LanguageModel", "Synthesizer", "Transcriber"]
+
+
+class Transcriber(Protocol):
+    """Speech to text (runs off the loop)."""
+
+    async def transcribe(self, audio: np.ndarray, *, speech_ratio: float = 1.0) -> Transcript: ...
+
+
+class Brain(Protocol):
+    """One child's session: decides a turn, remembers what was said, prepares the next prompt."""
+
+    child: str
+
+    async def plan(self, heard: str) -> TurnPlan: ...
+
+    async def remember(self, spoken: SpokenReply) -> int | None: ...
+
+    async def warm_next(self) -> int: ...
+
+
+class Synthesizer(Protocol):
+    """Text to speech (runs off the loop)."""
+
+    async def synthesize(self, text: str) -> Speech: ...
