@@ -9,8 +9,8 @@ from pathlib import Path
 
 from companion.errors import MODEL_MANIFEST_INVALID, MODEL_UNKNOWN, ModelError
 
-ROLES = ("llm", "asr", "tts", "vad")
-RECIPES = ("none", "llm-onnx", "ctranslate2-whisper", "piper-voice")
+ROLES = ("llm", "asr", "tts", "vad", "encoder")
+RECIPES = ("none", "llm-onnx", "ctranslate2-whisper", "piper-voice", "sentence-encoder-onnx")
 QUANTIZATIONS = ("int4", "int8", "none")
 
 

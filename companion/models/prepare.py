@@ -118,6 +118,26 @@ def _export_llm(manifest: ModelManifest, staging: Path) -> None:
                quantize=manifest.convert.quantize, block_size=manifest.convert.block_size)
 
 
+def _export_encoder(manifest: ModelManifest, staging: Path) -> None:
+    """The sentence-transformers checkpoint (a zip or folder artifact) -> int8 ONNX in ``staging/encoder``."""
+    cmd = [sys.executable, "-m", "companion.encoder.export", str(staging / manifest.artifacts[0].file),
+           str(staging / "encoder")]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    proc = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr.splitlines():
+        if line.startswith("[export]"):
+            print(f"{manifest.name}: {line[9:]}", file=sys.stderr, flush=True)
+    if proc.returncode == 0:
+        return
+    tail_text = "\n".join(proc.stderr.splitlines()[-5:])
+    from companion.llm import export as exp
+
+    if proc.returncode == exp.EXIT_DEPS_MISSING:
+        raise ModelError(tail_text, code=MODEL_EXPORT_DEPS_MISSING)
+    raise ModelError(f"ONNX export of {manifest.name} failed (exit {proc.returncode}): {tail_text}",
+                     code=MODEL_EXPORT_FAILED)
+
+
 def run_export(source: str, staging: Path, *, label: str, quantize: str, block_size: int = 32,
                allow_hub: bool = False) -> None:
     """Run ``companion.llm.export`` in a child process into ``staging/onnx``; map its failures to codes."""
@@ -179,6 +199,12 @@ def _load_check(manifest: ModelManifest, staging: Path) -> None:
             import onnxruntime as ort
 
             ort.InferenceSession(str(staging / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+        elif recipe == "sentence-encoder-onnx":
+            from companion.encoder.runtime import SentenceEncoder
+
+            vectors = SentenceEncoder(staging / "encoder").encode(["a spider has eight legs", "spiders have 8 legs"])
+            if not float(vectors[0] @ vectors[1]) > 0.7:  # a broken export gives unrelated vectors
+                raise ValueError("the encoder does not see two sentences with the same meaning as similar")
     except ModelError:
         raise
     except Exception as err:  # noqa: BLE001 - any load failure is a coded model error
@@ -238,6 +264,8 @@ def prepare(manifest: ModelManifest, cache: ModelCache, *, force: bool = False, 
             files.close()
         if manifest.convert.recipe == "llm-onnx":
             _export_llm(manifest, staging)
+        elif manifest.convert.recipe == "sentence-encoder-onnx":
+            _export_encoder(manifest, staging)
         _load_check(manifest, staging)
         record = {
             "manifest_digest": manifest.digest,
