@@ -42,9 +42,16 @@ def default_data_dir() -> Path:
     return base / "companion"
 
 
+def recordings_dir() -> Path:
+    """Real recorded speech the project carries (``companion/data/recordings``: faster-whisper's test data,
+    MIT, with its README of reference transcripts and its LICENSE): the recordings of ``companion bench``.
+    Package data, so an installed companion finds them as well as a clone does."""
+    return Path(__file__).resolve().parent / "data" / "recordings"
+
+
 def shared_eval_dir() -> Path:
-    """The workplace's evaluation data (recordings, safety and conversation sets): ``COMPANION_EVAL_DIR``
-    or ``../shared/eval`` beside the repository. Read from there, never copied into the repository."""
+    """The workplace's evaluation sets (``*.jsonl``: safety, conversations): ``COMPANION_EVAL_DIR`` or
+    ``../shared/eval`` beside the repository. Read from there, never copied into the repository."""
     env = os.environ.get("COMPANION_EVAL_DIR")
     if env:
         return Path(env).expanduser()

@@ -7,7 +7,34 @@ from pathlib import Path
 
 import pytest
 
+from companion.paths import recordings_dir
+
+#: The workplace's shared folder beside the repository. Only its evaluation sets (``eval/*.jsonl``) are read,
+#: through ``shared_eval``: a clone alone does not have them.
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+#: Real recorded speech the project carries (faster-whisper's test data, MIT): jfk.flac, hotwords.mp3,
+#: stereo_diarization.wav, and the README with their reference transcripts.
+RECORDINGS = recordings_dir()
+
+
+def shared_eval(name: str) -> Path:
+    """``../shared/eval/<name>``. Where it is absent the test is skipped, saying so; in CI (``CI=true``),
+    which has the shared folder, its absence is a failure rather than a quiet skip."""
+    path = SHARED / "eval" / name
+    if path.is_file():
+        return path
+    reason = (f"../shared/eval/{name} absent: the shared evaluation sets live beside the repository "
+              f"({SHARED}), not in it")
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI has them, so this is a failure", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.shared_eval(name)``: skip (or fail in CI) before any fixture runs, so a test of a
+    shared set does not prepare the real models only to find the set missing."""
+    for mark in item.iter_markers("shared_eval"):
+        shared_eval(*mark.args)
 
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"

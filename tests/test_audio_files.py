@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 
 from companion.audio.files import AudioInputError, read_all, read_chunks, resample, write_wav
-from tests.conftest import SHARED
-
-AUDIO = SHARED / "eval" / "audio"
+from tests.conftest import RECORDINGS
 
 
 def _wav(path: Path, samples: np.ndarray, rate: int, channels: int = 1) -> Path:
@@ -25,8 +23,8 @@ def _wav(path: Path, samples: np.ndarray, rate: int, channels: int = 1) -> Path:
 
 
 @pytest.mark.parametrize("name,seconds", [("jfk.flac", 11.0), ("hotwords.mp3", 4.0), ("stereo_diarization.wav", 5.0)])
-def test_shared_recordings_decode_to_16k_mono(name, seconds):
-    audio = read_all(AUDIO / name)
+def test_carried_recordings_decode_to_16k_mono(name, seconds):
+    audio = read_all(RECORDINGS / name)
     assert audio.dtype == np.float32 and audio.ndim == 1
     assert abs(audio.size / 16000 - seconds) < 0.1
     assert np.abs(audio).max() > 0.1

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from companion.bench.utterances import cut, recording_references
-from tests.conftest import SHARED
+from tests.conftest import RECORDINGS
 
 KEYS = ["ttfa_ms.p50", "ttfa_ms.p95", "asr.rtf", "asr.wer", "llm.ttft_ms", "llm.tok_s", "tts.first_chunk_ms",
         "rss_mb", "idle_cpu_pct", "ready_s", "wh_per_turn"]
@@ -22,8 +22,9 @@ def _get(figures: dict, dotted: str):
     return value
 
 
-def test_references_come_from_the_shared_readme_and_pieces_stay_short():
-    refs = recording_references(SHARED / "eval" / "audio")
+def test_references_come_from_the_recordings_readme_and_pieces_stay_short():
+    refs = recording_references()  # the recordings the project carries
+    assert refs == recording_references(RECORDINGS)
     assert refs["jfk.flac"].startswith("And so my fellow Americans")
     assert refs["stereo_diarization.wav#right"] == "The horizon seems extremely distant."
     assert refs["hotwords.mp3"] is None  # no full transcript given: timed, not scored

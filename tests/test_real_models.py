@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import RECORDINGS, shared_eval
 
 pytestmark = pytest.mark.real_model
 
@@ -106,7 +106,7 @@ def test_prepared_asr_models_transcribe_real_speech(real_cache, name):
     from faster_whisper import WhisperModel
 
     model = WhisperModel(str(real_cache.get(name).path), device="cpu", compute_type="int8", cpu_threads=2)
-    segments, _ = model.transcribe(str(SHARED / "eval" / "audio" / "jfk.flac"), language="en", beam_size=1)
+    segments, _ = model.transcribe(str(RECORDINGS / "jfk.flac"), language="en", beam_size=1)
     text = " ".join(s.text for s in segments).lower()
     assert "ask not what your country can do for you" in text, text
 
@@ -122,8 +122,9 @@ def test_prepared_voice_speaks(real_cache):
     assert 0.5 < len(audio) / 22050 < 5 and float(np.abs(audio).max()) > 0.05
 
 
+@pytest.mark.shared_eval("conversations_public.jsonl")
 def test_public_conversations_pass_with_the_real_model(real_cache):
-    proc = _run(["eval", "conversations", str(SHARED / "eval" / "conversations_public.jsonl"), "--json"])
+    proc = _run(["eval", "conversations", str(shared_eval("conversations_public.jsonl")), "--json"])
     report = json.loads(proc.stdout)
     failed = [c for c in report["checks"] if not c["passed"]]
     assert not failed and report["total"] >= 6, failed

@@ -19,10 +19,10 @@ from companion.audio.sinks import SimulatedSpeaker
 from companion.audio.sources import Segment, SimulatedMicrophone
 from companion.service.notify import Notifier
 from companion.service.runner import serve
-from tests.conftest import SHARED
+from tests.conftest import RECORDINGS
 
 UNIT = Path(__file__).resolve().parents[1] / "systemd" / "companion.service"
-JFK = SHARED / "eval" / "audio" / "jfk.flac"
+JFK = RECORDINGS / "jfk.flac"
 
 
 @pytest.fixture()

@@ -9,7 +9,7 @@ from companion.audio.files import read_all
 from companion.audio.frames import AudioFrame
 from companion.vad.endpoint import EndpointConfig, Endpointer, SpeechStarted, UtteranceEnded, UtteranceMaybeEnded
 from companion.vad.silero import SileroVAD
-from tests.conftest import SHARED, silero_path
+from tests.conftest import RECORDINGS, silero_path
 
 
 def _events(audio: np.ndarray, chunk: int, config: EndpointConfig = EndpointConfig()):
@@ -33,7 +33,7 @@ def _summary(events):
 
 @pytest.fixture(scope="module")
 def jfk():
-    audio = read_all(SHARED / "eval" / "audio" / "jfk.flac")
+    audio = read_all(RECORDINGS / "jfk.flac")
     return np.concatenate([np.zeros(8000, np.float32), audio, np.zeros(16000, np.float32)])
 
 

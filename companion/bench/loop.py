@@ -57,8 +57,9 @@ def _wer(pairs: list[tuple[str, str]]) -> float | None:
 
 
 def utterance_set(models, audio_dir: Path | None, limit: int | None) -> tuple[list[BenchUtterance], dict, dict]:
-    """Recordings (when the shared folder is there) and generated lines; also the TTS's own figures."""
-    recorded, refs = ([], {}) if audio_dir is None or not audio_dir.is_dir() else recordings(audio_dir, models.vad_path)
+    """Recordings (``audio_dir``; None: the ones the project carries) and generated lines; also the TTS's
+    own figures."""
+    recorded, refs = recordings(audio_dir, models.vad_path)
     synth = []
 
     def speak(text: str):
@@ -78,7 +79,7 @@ def utterance_set(models, audio_dir: Path | None, limit: int | None) -> tuple[li
     return utterances, refs, tts
 
 
-def run(config: CompanionConfig, cache: ModelCache, *, audio_dir: Path | None, limit: int | None = None,
+def run(config: CompanionConfig, cache: ModelCache, *, audio_dir: Path | None = None, limit: int | None = None,
         service: bool = True, config_path: Path | None = None, llm_isolated: bool = True,
         cloud_price_per_1k: float = DEFAULT_CLOUD_PRICE) -> dict:
     from companion.memory.store import MemoryStore

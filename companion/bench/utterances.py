@@ -1,7 +1,8 @@
 """The fixed utterance set of ``companion bench``: real recordings cut into 1-5 s turns, plus generated speech.
 
-Recordings come from the shared evaluation folder (``../shared/eval/audio``; its README
-holds the reference transcripts, read from there, never copied here). Each file, or
+Recordings are the ones the project carries (``companion/data/recordings``, see
+``companion.paths.recordings_dir``; its README holds the reference transcripts, read from
+there, never copied into code), or any folder laid out the same way. Each file, or
 each channel of a stereo file, is cut where the VAD hears a pause, so every piece is a
 turn a child could say. Word error rate of a recording is counted over its pieces
 joined in order, against the whole reference. Generated lines are spoken by the
@@ -19,6 +20,8 @@ import numpy as np
 
 from companion.audio.files import read_all
 from companion.audio.frames import AudioFrame
+from companion.errors import CompanionError
+from companion.paths import recordings_dir
 from companion.vad.endpoint import EndpointConfig, Endpointer, UtteranceEnded
 from companion.vad.silero import SileroVAD
 
@@ -46,8 +49,9 @@ class BenchUtterance:
         return self.audio.size / RATE
 
 
-def recording_references(audio_dir: Path) -> dict[str, str | None]:
-    """source -> reference transcript, from the table in the evaluation folder's README."""
+def recording_references(audio_dir: Path | None = None) -> dict[str, str | None]:
+    """source -> reference transcript, from the table in the recordings' README (default: the carried ones)."""
+    audio_dir = recordings_dir() if audio_dir is None else audio_dir
     refs: dict[str, str | None] = {}
     readme = audio_dir / "README.md"
     if not readme.is_file():
@@ -91,8 +95,14 @@ def cut(audio: np.ndarray, spans: list[tuple[float, float]]) -> list[np.ndarray]
     return pieces
 
 
-def recordings(audio_dir: Path, vad_path: Path) -> tuple[list[BenchUtterance], dict[str, str | None]]:
+def recordings(audio_dir: Path | None, vad_path: Path) -> tuple[list[BenchUtterance], dict[str, str | None]]:
+    """The recordings of ``audio_dir`` (None: the carried ones) cut into turns; a folder without any is an error."""
+    audio_dir = recordings_dir() if audio_dir is None else audio_dir
     refs = recording_references(audio_dir)
+    if not refs:
+        raise CompanionError(f"no recordings in {audio_dir}: it needs a README.md with a table "
+                             f"'| file | what it is | reference transcript |' naming files beside it",
+                             code="BENCH_RECORDINGS_MISSING")
     out = []
     for source in refs:
         name, _, side = source.partition("#")

@@ -14,12 +14,13 @@ from companion.paths import models_cache_dir
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="measure the whole loop (or one part: llm, memory, facts)",
                        description="Without a subcommand: the whole voice loop on a fixed utterance set "
-                                   "(recordings from the shared eval folder + generated speech).")
+                                   "(the recordings the project carries + generated speech).")
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", type=Path, default=None, metavar="FILE", help="PNG of one turn's stage timeline")
     p.add_argument("--limit", type=int, default=None, help="only the first N utterances (a quick look)")
     p.add_argument("--audio-dir", type=Path, default=None,
-                   help="recordings with a README of reference transcripts (default ../shared/eval/audio)")
+                   help="recordings with a README of reference transcripts "
+                        "(default: the project's own, companion/data/recordings)")
     p.add_argument("--asr-model", default=None, help="e.g. whisper-tiny-en (default: the config's)")
     p.add_argument("--asr-window", choices=("fit", "full"), default=None, help="Whisper encoder window")
     p.add_argument("--early-end-ms", type=int, default=None, help="tentative end of speech (0: off)")
@@ -52,7 +53,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from companion.bench import loop
-    from companion.paths import shared_eval_dir
 
     config = load_config(args.config)
     asr = config.asr
@@ -66,8 +66,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.end_silence_ms is not None:
         vad = replace(vad, end_silence_ms=args.end_silence_ms)
     config = replace(config, asr=asr, vad=vad)
-    audio_dir = args.audio_dir or shared_eval_dir() / "audio"
-    figures = loop.run(config, ModelCache(models_cache_dir()), audio_dir=audio_dir, limit=args.limit,
+    figures = loop.run(config, ModelCache(models_cache_dir()), audio_dir=args.audio_dir, limit=args.limit,
                        service=not args.no_service, config_path=args.config, llm_isolated=not args.no_llm_alone,
                        cloud_price_per_1k=args.cloud_price if args.cloud_price is not None else loop.DEFAULT_CLOUD_PRICE)
     if args.plot is not None and figures["example_turn"]:
