@@ -52,7 +52,7 @@ def test_missing_explicit_config_is_an_error(tmp_path):
 
 def test_repository_manifests_are_complete():
     manifests = load_manifests(manifests_dir())
-    assert {m.role for m in manifests.values()} == {"llm", "asr", "tts", "vad"}
+    assert {m.role for m in manifests.values()} == {"llm", "asr", "tts", "vad", "encoder"}
     for role in ("llm", "asr", "tts", "vad"):
         default_for_role(manifests, role)
     for m in manifests.values():
@@ -104,3 +104,34 @@ def test_hardware_profiles_are_detected_and_the_config_file_wins(tmp_path):
     path.write_text('[hardware]\nprofile = "toaster"\n')
     with pytest.raises(ConfigError):
         load_config(path)
+
+
+def test_llm_settings_take_their_defaults_from_one_place():
+    """`[llm]` repeats no default: sampling ones are `SamplingParams`', runtime ones `RuntimeOptions`'."""
+    import dataclasses
+    import tomllib
+
+    from companion.config import LLMConfig
+    from companion.llm.sampling import SamplingParams
+    from companion.llm.session import RuntimeOptions
+
+    assert LLMConfig().sampling() == SamplingParams()
+    assert LLMConfig().runtime() == RuntimeOptions()
+    assert (SamplingParams().max_new_tokens, SamplingParams().temperature, SamplingParams().top_k) == (80, 0.6, 40)
+    assert RuntimeOptions().spin is False  # the loop shares the cores with ASR and TTS
+    # The shipped config file writes some of them out for people to read; it must say the same.
+    shipped = tomllib.loads((configs_dir() / "companion.toml").read_text(encoding="utf-8"))["llm"]
+    sampling = {f.name for f in dataclasses.fields(SamplingParams)}
+    for key in sampling & shipped.keys():
+        assert shipped[key] == getattr(SamplingParams(), key), f"configs/companion.toml [llm] {key}"
+
+
+def test_int4_block_size_has_one_default():
+    from companion.llm.export import INT4_BLOCK_SIZE
+    from companion.models.manifest import ConvertRecipe
+
+    assert ConvertRecipe().block_size == INT4_BLOCK_SIZE == 64
+    llms = [m for m in load_manifests(manifests_dir()).values() if m.convert.recipe == "llm-onnx"]
+    assert llms and all(m.convert.block_size == INT4_BLOCK_SIZE for m in llms)
+    text = GOOD.replace('role = "tts"', 'role = "llm"') + '[convert]\nrecipe = "llm-onnx"\n'
+    assert parse_manifest(text).convert.block_size == INT4_BLOCK_SIZE  # a manifest that names none

@@ -44,3 +44,38 @@ def test_import_of_a_missing_source_is_coded(tmp_path):
     env = {**os.environ, "COMPANION_MODELS_DIR": str(tmp_path / "cache")}
     proc = _companion(["models", "import-llm", str(tmp_path / "nope"), "--name", "x"], env)
     assert proc.returncode == 2 and "MODEL_PACKAGE_MISSING" in proc.stderr
+
+
+def test_import_llm_quantises_with_the_same_block_size_as_the_manifests(tmp_path, monkeypatch):
+    """The exporter is stood in for (nothing is exported); its command line is what is checked."""
+    import pytest
+
+    from companion.errors import ModelError
+    from companion.llm.export import INT4_BLOCK_SIZE
+    from companion.models import prepare as prep
+    from companion.models.cache import ModelCache
+
+    commands = []
+
+    class Exporter:
+        returncode = 1
+
+        def __init__(self, cmd, **_kwargs):
+            commands.append(cmd)
+            self.stderr = iter(["[export] loading GGUF\n"])
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(prep.subprocess, "Popen", Exporter)
+    cache = ModelCache(tmp_path / "cache")
+    monkeypatch.setattr(cache, "check_free_space", lambda *_a: None)
+    (tmp_path / "m.gguf").write_bytes(b"x")
+    with pytest.raises(ModelError):
+        prep.import_llm(str(tmp_path / "m.gguf"), "m", cache)
+    cmd = commands[0]
+    assert cmd[cmd.index("--quantize") + 1] == "int4"
+    assert cmd[cmd.index("--block-size") + 1] == str(INT4_BLOCK_SIZE)

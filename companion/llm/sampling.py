@@ -12,13 +12,16 @@ import numpy as np
 class SamplingParams:
     """How a reply is sampled. ``temperature == 0`` means greedy (deterministic)."""
 
-    #: Hard cap on reply length in tokens; also bounds every per-reply buffer.
-    max_new_tokens: int = 96
-    temperature: float = 0.7
+    # These defaults are the product's: ``LLMConfig`` (``[llm]`` in companion.toml) takes its own from here.
+    #: Hard cap on reply length in tokens (a reply for a young child is short); also bounds every
+    #: per-reply buffer.
+    max_new_tokens: int = 80
+    #: 0 = greedy. A little randomness keeps a companion from sounding canned.
+    temperature: float = 0.6
     #: Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p.
     top_p: float = 0.9
     #: Only the k most likely tokens are considered (0: all). Keeps sampling cheap on a 150k vocabulary.
-    top_k: int = 50
+    top_k: int = 40
     #: > 1 discourages repeating tokens already generated in this reply (not the prompt's:
     #: the reply may freely reuse the child's words and the persona's).
     repetition_penalty: float = 1.1

@@ -18,14 +18,17 @@ KVCache = tuple[tuple[np.ndarray, np.ndarray], ...]
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How the model runs on this hardware."""
+    """How the model runs on this hardware. These defaults are the product's: ``LLMConfig`` (``[llm]``
+    in companion.toml) takes its own from here."""
 
     #: Threads for one forward pass (onnxruntime intra-op threads).
     threads: int = 2
     #: Execution providers in order of preference; CPU is always appended as the fallback.
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    #: Let idle worker threads spin between passes (a little faster alone, slows stages sharing the CPU).
-    spin: bool = True
+    #: Let onnxruntime's idle threads spin between passes. Off: after a pass the cores go straight to
+    #: the TTS and ASR. `companion bench` on 2 cores, spin on vs off: TTS first chunk 138 vs 98 ms,
+    #: ttfa p50 747 vs 639 ms; but alone (`companion bench llm [--spin]`) 51 vs 38-42 tokens/s.
+    spin: bool = False
 
 
 def choose_providers(wanted: tuple[str, ...], available: list[str]) -> list[str]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from companion.errors import MODEL_MANIFEST_INVALID, MODEL_UNKNOWN, ModelError
+from companion.llm.export import INT4_BLOCK_SIZE
 
 ROLES = ("llm", "asr", "tts", "vad", "encoder")
 RECIPES = ("none", "llm-onnx", "ctranslate2-whisper", "piper-voice", "sentence-encoder-onnx")
@@ -42,8 +43,8 @@ class Artifact:
 class ConvertRecipe:
     recipe: str = "none"
     quantize: str = "int4"
-    #: int4 block size: 32 is closest to the GGUF Q4_K source; 64 decodes ~20 % faster here.
-    block_size: int = 32
+    #: int4 block size; the default (and why) is the exporter's, ``INT4_BLOCK_SIZE``.
+    block_size: int = INT4_BLOCK_SIZE
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def parse_manifest(text: str, *, path: Path | None = None) -> ModelManifest:
 
     conv = data.get("convert", {})
     convert = ConvertRecipe(recipe=conv.get("recipe", "none"), quantize=conv.get("quantize", "int4"),
-                            block_size=int(conv.get("block_size", 32)))
+                            block_size=int(conv.get("block_size", ConvertRecipe.block_size)))
     if convert.block_size not in (16, 32, 64, 128, 256):
         raise ModelError(f"{where}: convert.block_size must be a power of two in 16..256", code=MODEL_MANIFEST_INVALID)
     if convert.recipe not in RECIPES:
