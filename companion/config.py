@@ -16,6 +16,7 @@ from pathlib import Path
 
 from companion.asr.whisper import ASRConfig
 from companion.errors import ConfigError
+from companion.knowledge.index import KnowledgeConfig
 from companion.safety.check import SafetyConfig
 from companion.vad.endpoint import EndpointConfig
 from companion.voice.config import LoopConfig
@@ -27,23 +28,23 @@ from companion.llm.session import RuntimeOptions
 class LLMConfig:
     #: Name of the model manifest in ``models/`` (role llm).
     model: str = "qwen2.5-coder-0.5b-instruct"
-    #: Reply length cap in tokens (a reply for a young child is short).
-    max_new_tokens: int = 80
-    #: 0 = greedy. A little randomness keeps a companion from sounding canned.
-    temperature: float = 0.6
-    top_p: float = 0.9
-    top_k: int = 40
-    repetition_penalty: float = 1.1
+    # Sampling and runtime defaults are not repeated here: each is taken from the one dataclass that
+    # owns it (``SamplingParams``, ``RuntimeOptions``), where the reason for its value is written.
+    #: Reply length cap in tokens.
+    max_new_tokens: int = SamplingParams.max_new_tokens
+    #: 0 = greedy.
+    temperature: float = SamplingParams.temperature
+    top_p: float = SamplingParams.top_p
+    top_k: int = SamplingParams.top_k
+    repetition_penalty: float = SamplingParams.repetition_penalty
     #: Fixed seed for reproducible replies (tests, evaluation); None = fresh each time.
-    seed: int | None = None
+    seed: int | None = SamplingParams.seed
     #: onnxruntime threads for one forward pass.
-    threads: int = 2
+    threads: int = RuntimeOptions.threads
     #: Execution providers in order (CUDA/TensorRT on a Jetson); CPU is always the fallback.
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    #: Let onnxruntime's idle threads spin between passes. Off: after a pass the cores go straight to
-    #: the TTS and ASR. `companion bench` on 2 cores, spin on vs off: TTS first chunk 138 vs 98 ms,
-    #: ttfa p50 747 vs 639 ms; but alone (`companion bench llm [--spin]`) 51 vs 38-42 tokens/s.
-    spin: bool = False
+    providers: tuple[str, ...] = RuntimeOptions.providers
+    #: Let onnxruntime's idle threads spin between passes (off: the cores go straight to the TTS and ASR).
+    spin: bool = RuntimeOptions.spin
     #: Conversation turns (child + robot) kept in the prompt, budget permitting.
     history_turns: int = 6
 
@@ -112,6 +113,7 @@ class CompanionConfig:
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     voice: LoopConfig = field(default_factory=LoopConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
+    knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
 
     @classmethod
     def from_dict(cls, data: dict) -> CompanionConfig:

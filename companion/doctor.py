@@ -54,7 +54,10 @@ def _models(config) -> list[Finding]:
         voice = persona_of(config).voice
     except CompanionError as err:
         return [Finding("fail", "persona", f"[{err.code}] {err.message}")]
-    for role, name in (("llm", config.llm.model), ("asr", config.asr.model), ("tts", voice), ("vad", config.vad.model)):
+    roles = [("llm", config.llm.model), ("asr", config.asr.model), ("tts", voice), ("vad", config.vad.model)]
+    if config.knowledge.enabled:
+        roles.append(("encoder", config.knowledge.encoder))
+    for role, name in roles:
         if name in manifests:
             problems = verify(manifests[name], cache)
         elif cache.record(name) is not None:

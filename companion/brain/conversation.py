@@ -20,6 +20,7 @@ from companion.brain.plan import Brief, TurnContext, TurnPlan, plan_turn, prefix
 from companion.brain.prompt import History, with_exchange
 from companion.config import CompanionConfig
 from companion.errors import CompanionError, ConfigError
+from companion.knowledge.index import Knowledge
 from companion.llm.generate import Generator, GenerationResult, TokenEvent
 from companion.llm.tokenizer import ChatMessage
 from companion.memory.facts import extract_facts
@@ -138,8 +139,9 @@ class Conversation:
     """One child's conversation: bounded history, memory through its worker, one turn at a time."""
 
     def __init__(self, model: Generator, config: CompanionConfig, child: str,
-                 memory: MemoryStore | MemoryWorker | None = None) -> None:
+                 memory: MemoryStore | MemoryWorker | None = None, knowledge: Knowledge | None = None) -> None:
         self.model = model
+        self.knowledge = knowledge
         self.config = config
         self.child = check_child_name(child)
         self._own_worker = isinstance(memory, MemoryStore)
@@ -200,16 +202,24 @@ class Conversation:
         self._history = history
 
     async def context(self, heard: str) -> TurnContext:
-        """The snapshot a turn is decided on."""
+        """The snapshot a turn is decided on: the database's part and the fact cards, read side by side."""
         await self.start()
         now = dt.datetime.now()
         history = self._history
-        if self.memory is None:
-            return TurnContext(child=self.child, parent=self._parent, history=history, now=now)
-        recent = frozenset(e.turn_id for e in history if e.turn_id is not None)
-        stored = await self.memory.call(_read_context, self.child, heard, recent, self.config.memory.recall_turns,
-                                        self.config.memory.max_facts, now)
-        return TurnContext(child=self.child, history=self._history, now=now, **stored)
+        cards_task = None
+        if self.knowledge is not None and heard:
+            cards_task = asyncio.ensure_future(asyncio.to_thread(self.knowledge.find, heard))
+        stored: dict = {"parent": self._parent}
+        try:
+            if self.memory is not None:
+                recent = frozenset(e.turn_id for e in history if e.turn_id is not None)
+                stored = await self.memory.call(_read_context, self.child, heard, recent,
+                                                self.config.memory.recall_turns, self.config.memory.max_facts, now)
+            cards = tuple(r.card.text for r in await cards_task) if cards_task is not None else ()
+        finally:
+            if cards_task is not None and not cards_task.done():
+                cards_task.cancel()
+        return TurnContext(child=self.child, history=self._history, now=now, cards=cards, **stored)
 
     async def plan(self, heard: str) -> TurnPlan:
         """Decide the turn: a fixed line or a prompt (pure policy, run off the loop: it tokenises)."""

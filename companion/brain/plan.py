@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from companion.brain.prompt import History, build_messages, facts_message, recall_message
+from companion.brain.prompt import History, build_messages, facts_message, knowledge_message, recall_message
 from companion.llm.tokenizer import ChatMessage, ChatTokenizer
 from companion.memory.answers import answer_from_facts
 from companion.memory.store import Fact, StoredTurn
@@ -40,6 +40,8 @@ class TurnContext:
     recalled: tuple[StoredTurn, ...] = ()
     #: The recent exchanges kept for the prompt.
     history: History = ()
+    #: Fact cards from the knowledge base that match what the child said (text only, best first).
+    cards: tuple[str, ...] = ()
     #: Local time the turn began (quiet hours).
     now: dt.datetime = dt.datetime(2000, 1, 1, 12)
 
@@ -117,7 +119,7 @@ def prompt_messages(heard: str, ctx: TurnContext, brief: Brief) -> tuple[list[Ch
     """The chat messages of the turn and the history to keep (see brain/prompt.py)."""
     return build_messages(brief.tokenizer, brief.prompt_tokens, brief.system(),
                           facts_message(ctx.facts, ctx.summary, brief.persona.name), recall_message(ctx.recalled),
-                          ctx.history, heard)
+                          ctx.history, heard, knowledge_message(ctx.cards, heard) if heard else None)
 
 
 def prefix_messages(ctx: TurnContext, brief: Brief) -> list[ChatMessage]:

@@ -91,27 +91,51 @@ def recall_message(recalled: Sequence[StoredTurn]) -> ChatMessage | None:
                                            for t in recalled))
 
 
+_QUESTION = re.compile(r"\?|^(what|whats|what's|why|how|who|where|when|which|is|are|do|does|did|can|could|will|"
+                       r"would|should|was|were|tell me)\b", re.IGNORECASE)
+
+
+def looks_like_question(heard: str) -> bool:
+    return bool(_QUESTION.search(heard.strip()))
+
+
+def knowledge_message(cards: Sequence[str], heard: str) -> ChatMessage | None:
+    """The fact cards that match what the child said, right before the child's words (grounding).
+
+    With none, a question gets the instruction to say simply when the robot is not sure."""
+    if cards:
+        return ChatMessage("system", "True facts for your answer (say them simply, in your own words): "
+                           + " ".join(cards))
+    if looks_like_question(heard):
+        return ChatMessage("system", "If you are not sure of the answer, say simply that you are not sure.")
+    return None
+
+
 def build_messages(tokenizer: ChatTokenizer, budget: int, system: ChatMessage, facts_msg: ChatMessage | None,
-                   recall_msg: ChatMessage | None, history: History, heard: str) -> tuple[list[ChatMessage], History]:
+                   recall_msg: ChatMessage | None, history: History, heard: str,
+                   cards_msg: ChatMessage | None = None) -> tuple[list[ChatMessage], History]:
     """Persona, facts, as much recent history as the budget allows, recalled turns, the child's words;
     and the history as it should be kept from now on.
 
     What changes least comes first so the prefix cache covers it: the facts block changes only when a
-    fact does (one turn pays for it), history only grows at its end; recalled turns vary, so they sit
-    last, next to the child's words.
+    fact does (one turn pays for it), history only grows at its end; recalled turns and fact cards vary,
+    so they sit last, next to the child's words.
     """
     user = ChatMessage("user", heard)
 
     def parts() -> tuple[list[ChatMessage], list[ChatMessage]]:
-        return ([m for m in (system, facts_msg) if m is not None], [m for m in (recall_msg,) if m is not None])
+        return ([m for m in (system, facts_msg) if m is not None],
+                [m for m in (recall_msg, cards_msg) if m is not None])
 
     head, tail = parts()
     used = len(tokenizer.encode_chat([*head, *tail, user]))
-    while used > budget and (recall_msg is not None or facts_msg is not None):
+    while used > budget and (recall_msg is not None or facts_msg is not None or cards_msg is not None):
         if recall_msg is not None:  # dropped first: it varies anyway
             recall_msg = None
-        else:
+        elif facts_msg is not None:
             facts_msg = None
+        else:
+            cards_msg = None
         head, tail = parts()
         used = len(tokenizer.encode_chat([*head, *tail, user]))
     if used > budget:  # a very long utterance: keep its end, which is what the child is asking

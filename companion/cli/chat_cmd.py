@@ -8,6 +8,9 @@ import json
 import sys
 from pathlib import Path
 
+from companion.knowledge.index import load_knowledge
+from companion.models.cache import ModelCache
+from companion.paths import models_cache_dir
 from companion.brain.conversation import Conversation, check_child_name, load_generator
 from companion.memory.store import MemoryStore
 from companion.config import load_config
@@ -32,7 +35,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     child = check_child_name(args.child or config.children.default)
     memory = MemoryStore(args.data_dir or default_data_dir())
     generator = load_generator(config)
-    conversation = Conversation(generator, config, child, memory)
+    knowledge = load_knowledge(config.knowledge, ModelCache(models_cache_dir()))
+    conversation = Conversation(generator, config, child, memory, knowledge)
 
     async def session() -> int:
         try:

@@ -82,7 +82,24 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         print(f"{m.name}: preparing ({m.role})...", file=sys.stderr, flush=True)
         result = prepare(m, cache, force=args.force, progress=progress)
         print(f"{m.name}: {result.status} in {result.seconds:.1f} s -> {result.path}", flush=True)
+    if any(m.role == "encoder" for m in manifests):
+        _prepare_knowledge(cache)
     return 0
+
+
+def _prepare_knowledge(cache: ModelCache) -> None:
+    """The fact cards' index, built with the prepared encoder now rather than at the robot's first start."""
+    import time
+
+    from companion.config import load_config
+    from companion.knowledge.index import load_knowledge
+
+    started = time.monotonic()
+    config = load_config(None)
+    knowledge = load_knowledge(config.knowledge, cache)
+    if knowledge is not None:
+        print(f"knowledge: {len(knowledge.index.cards)} fact cards indexed in {time.monotonic() - started:.1f} s",
+              flush=True)
 
 
 def cmd_import_llm(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from companion.memory.store import MemoryStore
 from companion.memory.worker import MemoryWorker
 from companion.config import CompanionConfig
 from companion.llm.generate import Generator
+from companion.knowledge.index import Knowledge, load_knowledge
 from companion.models.cache import ModelCache
 from companion.paths import models_cache_dir
 from companion.tts.piper_voice import PiperTTS
@@ -31,6 +32,8 @@ class VoiceModels:
     tts: PiperTTS
     vad_path: Path
     load_s: float
+    #: The fact cards and the sentence encoder (None: grounding off in the config).
+    knowledge: Knowledge | None = None
 
     def close(self) -> None:
         self.generator.close()
@@ -46,11 +49,14 @@ def load_voice_models(config: CompanionConfig, cache: ModelCache | None = None) 
     asr = WhisperASR(cache.get(config.asr.model).path, config.asr)
     tts = PiperTTS(cache.get(persona_of(config).voice).path)
     generator = load_generator(config, cache)
+    knowledge = load_knowledge(config.knowledge, cache)
     asr.warm()
     tts.warm()
+    if knowledge is not None:
+        knowledge.find("warm up")
     load_s = time.perf_counter() - started
     log.info("voice models loaded and warm in %.1f s", load_s)
-    return VoiceModels(generator, asr, tts, vad_path, load_s)
+    return VoiceModels(generator, asr, tts, vad_path, load_s, knowledge)
 
 
 def new_loop(models: VoiceModels, config: CompanionConfig, child: str, player: Player,
@@ -59,7 +65,7 @@ def new_loop(models: VoiceModels, config: CompanionConfig, child: str, player: P
 
     Returns the loop and the child's session; the caller closes the session when the loop ends."""
     endpointer = Endpointer(SileroVAD(models.vad_path), config.vad)
-    brain = Conversation(models.generator, config, child, memory)
+    brain = Conversation(models.generator, config, child, memory, models.knowledge)
     loop = VoiceLoop(endpointer=endpointer, asr=models.asr, brain=brain, model=models.generator,
                      sampling=config.llm.sampling(), tts=models.tts, player=player, config=config.voice,
                      on_event=on_event)

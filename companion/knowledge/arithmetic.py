@@ -1,0 +1,63 @@
+"""Sums a child asks, worked out exactly: a sentence encoder cannot tell "eight plus five" from
+"five plus three", so a fact card about another sum would ground a wrong answer."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+          "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_VALUE = {w: i for i, w in enumerate(_UNITS)} | {w: 10 * i for i, w in enumerate(_TENS) if w}
+_VALUE |= {"a hundred": 100, "one hundred": 100}
+_NUMBER = r"(\d{1,4}|(?:(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[ -](?:one|two|three|four|five|six|seven|eight|nine))?)|a hundred|one hundred|" + "|".join(_UNITS[::-1]) + r")"
+_OPS = {"plus": "+", "add": "+", "and": "+", "minus": "-", "take away": "-", "takeaway": "-",
+        "times": "*", "multiplied by": "*", "divided by": "/"}
+_SUM = re.compile(rf"\b{_NUMBER}\s+(plus|add|and|minus|take away|takeaway|times|multiplied by|divided by)\s+{_NUMBER}\b")
+_ASKING = re.compile(r"\b(what|whats|what's|how much|is|equals|makes|make)\b|\?|=")
+
+
+def _value(token: str) -> int:
+    if token.isdigit():
+        return int(token)
+    token = token.replace("-", " ")
+    if token in _VALUE:
+        return _VALUE[token]
+    tens, unit = token.split()
+    return _VALUE[tens] + _VALUE[unit]
+
+
+def spoken(n: int) -> str:
+    """A whole number as words (to 999), the way the robot says it."""
+    if n < 0:
+        return "minus " + spoken(-n)
+    if n < 20:
+        return _UNITS[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else "-" + _UNITS[n % 10])
+    if n < 1000:
+        rest = n % 100
+        return _UNITS[n // 100] + " hundred" + ("" if rest == 0 else " and " + spoken(rest))
+    return str(n)
+
+
+def arithmetic_fact(heard: str) -> str | None:
+    """'what is eight plus five' -> 'Eight plus five makes thirteen.'; None when no sum is asked."""
+    text = heard.lower()
+    match = _SUM.search(text)
+    if match is None or not _ASKING.search(text):
+        return None
+    a, op_word, b = _value(match.group(1)), match.group(2), _value(match.group(3))
+    op = _OPS[op_word]
+    if op == "+":
+        result, verb = a + b, "makes"
+    elif op == "-":
+        result, verb = a - b, "leaves"
+    elif op == "*":
+        result, verb = a * b, "makes"
+    else:
+        if b == 0 or a % b:
+            return None  # no whole answer: leave it to the model, not a card
+        result, verb = a // b, "makes"
+    said = f"{spoken(a)} {op_word} {spoken(b)} {verb} {spoken(result)}."
+    return said[0].upper() + said[1:]

@@ -1,0 +1,130 @@
+"""The knowledge index: sentence vectors of every card's text and questions, and lookup by meaning."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from companion.encoder.runtime import SentenceEncoder
+from companion.knowledge.arithmetic import arithmetic_fact
+from companion.knowledge.cards import FactCard, digest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    card: FactCard
+    #: Cosine similarity of the best matching row (the card's text or one of its questions).
+    score: float
+
+
+@dataclass(frozen=True)
+class KnowledgeConfig:
+    #: Sentence encoder manifest (role encoder).
+    encoder: str = "all-minilm-l6-v2"
+    #: Cards put into the prompt at most.
+    max_cards: int = 2
+    #: Cosine similarity below which a card is not relevant to what the child said.
+    min_similarity: float = 0.55
+    #: 0 turns grounding off.
+    enabled: bool = True
+
+
+class KnowledgeIndex:
+    """Rows = card texts and card questions; ``card_of[row]`` is the card's position."""
+
+    def __init__(self, cards: tuple[FactCard, ...], vectors: np.ndarray, card_of: np.ndarray) -> None:
+        self.cards = cards
+        self.vectors = vectors
+        self.card_of = card_of
+
+    @classmethod
+    def build(cls, cards: tuple[FactCard, ...], encoder: SentenceEncoder) -> KnowledgeIndex:
+        texts, owners = [], []
+        for i, card in enumerate(cards):
+            for text in (card.text, *card.questions):
+                texts.append(text)
+                owners.append(i)
+        return cls(cards, encoder.encode(texts).astype(np.float32), np.array(owners, dtype=np.int32))
+
+    @classmethod
+    def cached(cls, cards: tuple[FactCard, ...], encoder: SentenceEncoder, encoder_id: str,
+               folder: Path) -> KnowledgeIndex:
+        """Loaded from ``folder`` when the cards and the encoder are the same as when it was built."""
+        path = folder / f"index-{digest(cards)}-{encoder_id[:16]}.npz"
+        if path.is_file():
+            try:
+                data = np.load(path)
+                if data["vectors"].shape[0] == data["card_of"].shape[0]:
+                    return cls(cards, data["vectors"], data["card_of"])
+            except (OSError, ValueError, KeyError) as err:
+                log.warning("[KNOWLEDGE_INDEX_DAMAGED] rebuilding %s: %s", path, err)
+        started = time.monotonic()
+        index = cls.build(cards, encoder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, vectors=index.vectors, card_of=index.card_of)
+        os.replace(tmp, path)  # a killed build leaves no half index behind
+        for old in folder.glob("index-*.npz"):
+            if old != path:
+                old.unlink(missing_ok=True)
+        log.info("knowledge index: %d cards, %d rows, built in %.1f s", len(cards), len(index.card_of),
+                 time.monotonic() - started)
+        return index
+
+    def lookup(self, query: np.ndarray, *, k: int, min_similarity: float) -> list[Retrieved]:
+        scores = self.vectors @ query
+        best: dict[int, float] = {}
+        for row in np.argsort(-scores)[: 8 * k]:
+            score = float(scores[row])
+            if score < min_similarity:
+                break
+            card = int(self.card_of[row])
+            best.setdefault(card, score)
+            if len(best) == k:
+                break
+        return [Retrieved(self.cards[i], s) for i, s in best.items()]
+
+
+class Knowledge:
+    """Encoder + index: ``find(text)`` -> the relevant cards (blocking: a few ms; call it off the loop)."""
+
+    def __init__(self, encoder: SentenceEncoder, index: KnowledgeIndex, config: KnowledgeConfig) -> None:
+        self.encoder = encoder
+        self.index = index
+        self.config = config
+
+    def find(self, text: str) -> tuple[Retrieved, ...]:
+        if not text.strip() or not self.config.enabled:
+            return ()
+        worked = arithmetic_fact(text)
+        if worked is not None:  # exact, and no card about another sum beside it
+            return (Retrieved(FactCard("arithmetic", "words", worked, ()), 1.0),)
+        query = self.encoder.encode_one(text)
+        return tuple(self.index.lookup(query, k=self.config.max_cards, min_similarity=self.config.min_similarity))
+
+
+def load_knowledge(config: KnowledgeConfig, cache) -> Knowledge | None:
+    """The encoder from the model cache and the index of the curated cards (built once, then cached)."""
+    if not config.enabled:
+        return None
+    from companion.errors import ModelError
+    from companion.knowledge.cards import load_cards
+
+    try:
+        prepared = cache.get(config.encoder)
+    except ModelError as err:
+        # The robot still talks, without grounding; `companion doctor` names what is missing.
+        log.warning("[KNOWLEDGE_UNAVAILABLE] answering without the fact cards: %s", err.message)
+        return None
+    encoder = SentenceEncoder(prepared.path / "encoder")
+    encoder_id = str(prepared.record.get("manifest_digest") or prepared.record.get("files", {})
+                     .get("encoder/model.onnx", {}).get("sha256", "unknown"))
+    index = KnowledgeIndex.cached(load_cards(), encoder, encoder_id, cache.root / "_knowledge")
+    return Knowledge(encoder, index, config)

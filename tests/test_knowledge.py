@@ -1,0 +1,122 @@
+"""Fact cards, the sentence encoder and retrieval by meaning (the real prepared encoder)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from companion.errors import CompanionError
+from companion.knowledge.cards import FactCard, digest, load_cards
+from companion.knowledge.index import Knowledge, KnowledgeConfig, KnowledgeIndex
+
+CARDS = (
+    FactCard("a1", "animals", "A spider has eight legs. Insects have six legs, so a spider is not an insect.",
+             ("how many legs does a spider have", "is a spider an insect")),
+    FactCard("s1", "space", "The Sun is the closest star to Earth.", ("what is the closest star", "is the sun a star")),
+    FactCard("n1", "nature", "A caterpillar turns into a butterfly or a moth inside a chrysalis or cocoon.",
+             ("what does a caterpillar turn into",)),
+    FactCard("a2", "animals", "The giraffe is the tallest animal in the world.", ("what is the tallest animal",)),
+)
+
+
+def _write(folder, lines):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "x.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_bad_card_files_are_coded_errors_naming_the_line(tmp_path):
+    good = json.dumps({"id": "x1", "topic": "t", "text": "Cows eat grass.", "questions": ["what do cows eat"]})
+    for lines, fragment in (([good, "{not json"], "x.jsonl:2"), ([good, good], "duplicate"),
+                            ([json.dumps({"id": "y", "topic": "t", "text": " ".join(["word"] * 60)})], "words"),
+                            ([json.dumps({"id": "z", "text": "no topic"})], "x.jsonl:1")):
+        with pytest.raises(CompanionError) as err:
+            load_cards(_write(tmp_path / fragment.replace(":", "_"), lines))
+        assert err.value.code == "KNOWLEDGE_INVALID" and fragment in str(err.value)
+    with pytest.raises(CompanionError):
+        load_cards(tmp_path / "empty")
+
+
+def test_the_shipped_cards_load_and_cover_the_topics():
+    cards = load_cards()
+    assert len(cards) >= 1500, len(cards)
+    topics = {c.topic for c in cards}
+    for topic in ("animals", "space", "body", "weather", "nature", "science", "words", "everyday"):
+        assert topic in topics
+    assert all(c.questions for c in cards)
+
+
+@pytest.fixture(scope="module")
+def encoder(real_cache):
+    from companion.encoder.runtime import SentenceEncoder
+
+    return SentenceEncoder(real_cache.get("all-minilm-l6-v2").path / "encoder")
+
+
+@pytest.mark.real_model
+def test_the_encoder_puts_meaning_close(encoder):
+    v = encoder.encode(["how many legs does a spider have", "spiders have eight legs",
+                        "i scored a goal at football today"])
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    assert v[0] @ v[1] > 0.6 > v[0] @ v[2] + 0.3
+
+
+@pytest.mark.real_model
+def test_retrieval_finds_the_card_by_meaning_not_by_words(encoder):
+    knowledge = Knowledge(encoder, KnowledgeIndex.build(CARDS, encoder), KnowledgeConfig(min_similarity=0.5))
+    for heard, card in (("how many legs has a spider got", "a1"), ("which star is nearest to us", "s1"),
+                        ("what do caterpillars become when they grow up", "n1"),
+                        ("whats the tallest animal in the whole world", "a2")):
+        found = knowledge.find(heard)
+        assert found and found[0].card.id == card, (heard, found)
+    assert knowledge.find("i scored a goal at football today") == ()  # nothing relevant: no card
+
+
+@pytest.mark.real_model
+def test_the_index_is_cached_and_rebuilt_when_the_cards_change(encoder, tmp_path):
+    first = KnowledgeIndex.cached(CARDS, encoder, "enc", tmp_path)
+    files = list(tmp_path.glob("index-*.npz"))
+    assert len(files) == 1 and digest(CARDS) in files[0].name
+    again = KnowledgeIndex.cached(CARDS, encoder, "enc", tmp_path)
+    assert np.array_equal(first.vectors, again.vectors)
+    changed = CARDS[:3]
+    KnowledgeIndex.cached(changed, encoder, "enc", tmp_path)
+    files = list(tmp_path.glob("index-*.npz"))
+    assert len(files) == 1 and digest(changed) in files[0].name  # the stale index is gone
+    files[0].write_bytes(b"damaged")
+    rebuilt = KnowledgeIndex.cached(changed, encoder, "enc", tmp_path)
+    assert rebuilt.vectors.shape[0] == sum(1 + len(c.questions) for c in changed)
+
+
+@pytest.mark.real_model
+def test_matching_cards_sit_right_before_the_childs_words(encoder, tiny_model_dir):
+    import asyncio
+
+    from companion.brain.conversation import Conversation
+    from companion.config import CompanionConfig
+    from companion.llm.generate import Generator
+
+    generator = Generator(tiny_model_dir)
+    knowledge = Knowledge(encoder, KnowledgeIndex.build(CARDS, encoder), KnowledgeConfig(min_similarity=0.5))
+    conversation = Conversation(generator, CompanionConfig(), "kid", None, knowledge)
+    messages = asyncio.run(conversation.messages("how many legs has a spider got"))
+    assert messages[-1].content == "how many legs has a spider got"
+    assert messages[-2].role == "system" and "eight legs" in messages[-2].content
+    chat = asyncio.run(conversation.messages("i scored a goal at football today"))
+    assert not any("True facts" in m.content or "not sure" in m.content for m in chat)
+    unknown = asyncio.run(conversation.messages("why do cats have whiskers"))
+    assert "not sure" in unknown[-2].content and "True facts" not in unknown[-2].content
+    generator.close()
+
+
+def test_sums_are_worked_out_not_retrieved():
+    from companion.knowledge.arithmetic import arithmetic_fact
+
+    assert arithmetic_fact("what is eight plus five") == "Eight plus five makes thirteen."
+    assert arithmetic_fact("whats twelve take away two") == "Twelve take away two leaves ten."
+    assert arithmetic_fact("What is 7 times 8?") == "Seven times eight makes fifty-six."
+    assert arithmetic_fact("how much is twenty-one and three") == "Twenty-one and three makes twenty-four."
+    assert arithmetic_fact("i have two dogs and three cats") is None  # no sum asked
+    assert arithmetic_fact("what is 10 divided by 3") is None  # no whole answer: no card
