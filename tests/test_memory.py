@@ -146,3 +146,15 @@ def test_kill_minus_nine_never_loses_an_acknowledged_turn(tmp_path):
 ])
 def test_fact_rules(text, expected):
     assert {(f.kind, f.value) for f in extract_facts(text)} == expected
+
+
+def test_a_question_about_an_untold_fact_is_answered_honestly_not_invented():
+    from companion.memory.answers import answer_from_facts
+
+    assert answer_from_facts("what is my favourite food", []) == \
+        "You haven't told me your favourite food yet. What is it?"
+    assert "haven't told me" in answer_from_facts("whats my dogs name", [])
+    assert "haven't told me" in answer_from_facts("how old am i", [])
+    assert "favourite toy" in answer_from_facts("what is my favourite toy?", [])
+    for telling in ("i know my name is long", "my favourite food is pizza", "why is the sky blue"):
+        assert answer_from_facts(telling, []) is None

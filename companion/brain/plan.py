@@ -106,7 +106,7 @@ def plan_turn(heard: str, ctx: TurnContext, brief: Brief) -> TurnPlan:
     if verdict.action != "answer":
         return TurnPlan(verdict=verdict, kind="safety", line=brief.safety.reply(verdict, heard), prompt=(),
                         learn_facts=False, **common)
-    known = answer_from_facts(heard, list(ctx.facts)) if ctx.facts else None
+    known = answer_from_facts(heard, list(ctx.facts))
     if known is not None:
         return TurnPlan(verdict=verdict, kind="memory", line=known, prompt=(), learn_facts=True, **common)
     messages, history = prompt_messages(heard, ctx, brief)

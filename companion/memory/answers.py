@@ -2,8 +2,10 @@
 
 A small model often mixes up "my" and "your" ("Do you remember my name?" ->
 "my name is Pip"). When the child asks about something the robot has a fact
-for, the answer comes from the fact, so memory is right every time. Anything
-else, or a question without a stored answer, goes to the language model.
+for, the answer comes from the fact, so memory is right every time. When it has
+none, it says so and asks ("You haven't told me your favourite food yet - what is
+it?"): a model asked the same invents one ("My favorite food is pizza."). Anything
+else goes to the language model.
 """
 
 from __future__ import annotations
@@ -20,15 +22,32 @@ _ASKS = [
     (r"\b(what|which)( is| was|'s)? my fav(ou?rite)? (animal)\b", "favourite_animal"),
     (r"\b(what|which)( is| was|'s)? my fav(ou?rite)? (colou?r)\b", "favourite_colour"),
     (r"\b(what|which)( is| was|'s)? my fav(ou?rite)? (food)\b", "favourite_food"),
+    (r"\b(what|which)( is| was|'s)? my fav(ou?rite)? (\w+)\b", "favourite_other"),
     (r"\bwho is my (best )?friend\b|\bmy (best )?friend'?s name\b", "friend"),
     (r"\bwhat (\w+ )?do i (love|like)\b|\bwhat do i really (love|like)\b", "likes"),
 ]
 
 
+def _untold(kind: str, text: str) -> str:
+    """What the robot says when it was never told the thing the child asks about."""
+    if kind.startswith("favourite_"):
+        thing = re.search(r"\bfav(?:ou?rite)? (\w+)", text)
+        what = thing.group(1) if thing else kind.split("_", 1)[1]
+        return f"You haven't told me your favourite {what} yet. What is it?"
+    return {"name": "You haven't told me your name yet. What is it?",
+            "age": "You haven't told me how old you are yet. How old are you?",
+            "pet": "You haven't told me about a pet yet. Do you have one?",
+            "friend": "You haven't told me about your friend yet. What is their name?",
+            }.get(kind, "You haven't told me that yet. Will you tell me?")
+
+
 def answer_from_facts(heard: str, facts: list[Fact]) -> str | None:
     text = heard.lower()
-    if "?" not in heard and not re.search(r"\b(remember|what|who|how|which)\b", text):
+    if "?" not in heard and not re.search(r"\b(remember|what|whats|who|how|which|know|tell)\b", text):
         return None
+    if "?" not in heard and re.search(r"\bmy\b[\w' ]{0,25}\b(is|are|was)\b \w", text) and not re.search(
+            r"\b(what|whats|what's|who|which|how)\b[\w' ]{0,12}\bmy\b", text):
+        return None  # the child is telling ("i know my name is long"), not asking
     by_kind: dict[str, list[str]] = {}
     for f in facts:  # newest first
         by_kind.setdefault(f.kind, []).append(f.value)
@@ -37,7 +56,7 @@ def answer_from_facts(heard: str, facts: list[Fact]) -> str | None:
             continue
         values = by_kind.get(kind)
         if not values:
-            return None
+            return _untold(kind, text)
         v = values[0]
         if kind == "name":
             return f"Of course I remember! Your name is {v}."
