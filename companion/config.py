@@ -37,6 +37,8 @@ class LLMConfig:
     top_p: float = SamplingParams.top_p
     top_k: int = SamplingParams.top_k
     repetition_penalty: float = SamplingParams.repetition_penalty
+    #: No n-gram of this length is said twice, in a reply or across the last replies (0: off).
+    no_repeat_ngram: int = SamplingParams.no_repeat_ngram
     #: Fixed seed for reproducible replies (tests, evaluation); None = fresh each time.
     seed: int | None = SamplingParams.seed
     #: onnxruntime threads for one forward pass.
@@ -52,6 +54,7 @@ class LLMConfig:
         return SamplingParams(
             max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
             top_k=self.top_k, repetition_penalty=self.repetition_penalty, seed=self.seed,
+            no_repeat_ngram=self.no_repeat_ngram,
         )
 
     def runtime(self) -> RuntimeOptions:

@@ -52,3 +52,19 @@ def test_seed_makes_sampling_reproducible():
 def test_invalid_params_are_rejected(bad):
     with pytest.raises(ValueError):
         SamplingParams(**bad)
+
+
+def test_no_ngram_of_the_last_replies_is_said_again():
+    from companion.llm.sampling import banned_next, sample
+
+    earlier = [[5, 6, 7, 8, 9]]
+    assert banned_next([1, 5, 6, 7, 8], earlier, 5) == {9}  # "5 6 7 8" was followed by 9 last turn
+    assert banned_next([1, 5, 6, 7], earlier, 5) == set()  # only a 4-gram so far: nothing to complete
+    assert banned_next([3, 4, 3, 4, 3, 4, 3], [], 5) == {4}  # a loop inside the reply itself
+    assert banned_next([1, 5, 6, 7, 8], earlier, 0) == set()
+    logits = np.zeros(20, dtype=np.float32)
+    logits[9] = 10.0  # the model's favourite continuation is the repeat
+    greedy = SamplingParams(temperature=0, no_repeat_ngram=5)
+    rng = np.random.default_rng(0)
+    assert sample(logits, greedy, [1, 5, 6, 7, 8], rng, earlier) != 9
+    assert sample(logits, greedy, [1, 5, 6, 7, 8], rng, ()) == 9

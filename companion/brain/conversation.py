@@ -34,6 +34,9 @@ from companion.safety.check import SafetyLayer, SafetyVerdict
 
 _CHILD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
 
+#: The robot's own last replies whose n-grams it does not say again.
+RECENT_SAID = 4
+
 #: Transcripts past the retention period are purged at most this often while the robot runs.
 PURGE_EVERY_S = 3600.0
 
@@ -154,6 +157,8 @@ class Conversation:
                               f"persona's own prompt")
         #: Recent exchanges, oldest first; replaced whole (never mutated), on the event loop only.
         self._history: History = ()
+        #: The robot's last replies of this session (bounded), whatever the history kept of them.
+        self._said: tuple[str, ...] = ()
         self._session: int | None = None
         self._started = False
         self._purged_at = time.monotonic()
@@ -219,7 +224,8 @@ class Conversation:
         finally:
             if cards_task is not None and not cards_task.done():
                 cards_task.cancel()
-        return TurnContext(child=self.child, history=self._history, now=now, cards=cards, **stored)
+        return TurnContext(child=self.child, history=self._history, now=now, cards=cards,
+                           recent_said=self._said, **stored)
 
     async def plan(self, heard: str) -> TurnPlan:
         """Decide the turn: a fixed line or a prompt (pure policy, run off the loop: it tokenises)."""
@@ -247,6 +253,8 @@ class Conversation:
                 self._purged_at = time.monotonic()
             self._session, turn_id = await self.memory.call(
                 _write_exchange, self.child, self._session, spoken, self._retention_days() if due else None)
+        if spoken.said:
+            self._said = (*self._said, spoken.said)[-RECENT_SAID:]
         self._history = await asyncio.to_thread(with_exchange, plan.history, turn_id, plan.stored_heard,
                                                 spoken.said, self.model.tokenizer, self.config.llm.history_turns)
         return turn_id

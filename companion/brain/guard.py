@@ -35,8 +35,8 @@ class ReplyChunk:
 class LanguageModel(Protocol):
     """The model stage: tokens for a prompt, then the result; closing the stream stops the model."""
 
-    def stream(self, prompt_ids: Sequence[int], params: SamplingParams,
-               gate: Gate | None = None) -> AsyncIterator[TokenEvent | GenerationResult]: ...
+    def stream(self, prompt_ids: Sequence[int], params: SamplingParams, gate: Gate | None = None,
+               avoid: Sequence[Sequence[int]] = ()) -> AsyncIterator[TokenEvent | GenerationResult]: ...
 
 
 class OutputGuard:
@@ -107,7 +107,7 @@ async def reply_chunks(plan: TurnPlan, model: LanguageModel, params: SamplingPar
         for chunk in guard.line(plan.line):
             yield chunk
         return
-    stream = model.stream(plan.prompt, params, gate)
+    stream = model.stream(plan.prompt, params, gate, plan.avoid)
     try:
         async for item in stream:
             if observe is not None:

@@ -42,6 +42,8 @@ class TurnContext:
     history: History = ()
     #: Fact cards from the knowledge base that match what the child said (text only, best first).
     cards: tuple[str, ...] = ()
+    #: The robot's last replies in this session, newest last (none of their n-grams is said again).
+    recent_said: tuple[str, ...] = ()
     #: Local time the turn began (quiet hours).
     now: dt.datetime = dt.datetime(2000, 1, 1, 12)
 
@@ -86,6 +88,8 @@ class TurnPlan:
     learn_facts: bool
     #: An alert for the parents, by category (a disclosure, self-harm).
     alert: str | None
+    #: Token ids of the last replies: the model says none of their n-grams again.
+    avoid: tuple[tuple[int, ...], ...] = ()
 
     @property
     def stored_heard(self) -> str:
@@ -111,7 +115,8 @@ def plan_turn(heard: str, ctx: TurnContext, brief: Brief) -> TurnPlan:
         return TurnPlan(verdict=verdict, kind="memory", line=known, prompt=(), learn_facts=True, **common)
     messages, history = prompt_messages(heard, ctx, brief)
     prompt = tuple(brief.tokenizer.encode_chat(messages))
-    return TurnPlan(verdict=verdict, kind="model", line=None, prompt=prompt, learn_facts=True,
+    avoid = tuple(tuple(brief.tokenizer.encode(said)) for said in ctx.recent_said if said)
+    return TurnPlan(verdict=verdict, kind="model", line=None, prompt=prompt, learn_facts=True, avoid=avoid,
                     **{**common, "history": history})
 
 

@@ -173,6 +173,7 @@ class Generator:
         cancel: threading.Event | None = None,
         on_token: Callable[[TokenEvent], None] | None = None,
         gate: Gate | None = None,
+        avoid: Sequence[Sequence[int]] = (),
     ) -> GenerationResult:
         """Blocking generation; ``cancel`` is checked before every forward pass (stops within one token).
         While ``gate`` is closed the model waits before its next forward pass (another stage has the CPU)."""
@@ -200,7 +201,7 @@ class Generator:
             fed += pending
             if not generated:  # the prompt's KV: worth keeping for the next turn of this conversation
                 self.prefix_cache.put(list(fed), past)
-            token = sample(logits, params, generated, rng)
+            token = sample(logits, params, generated, rng, avoid)
             if token in self.tokenizer.stop_token_ids:
                 stop_reason = "stop"
                 break
@@ -225,7 +226,8 @@ class Generator:
         )
 
     async def stream(
-        self, prompt_ids: Sequence[int], params: SamplingParams = SamplingParams(), gate: Gate | None = None
+        self, prompt_ids: Sequence[int], params: SamplingParams = SamplingParams(), gate: Gate | None = None,
+        avoid: Sequence[Sequence[int]] = (),
     ) -> AsyncIterator[TokenEvent | GenerationResult]:
         """Tokens as they are made, then the GenerationResult. Cancelling the consumer stops the model
         within one token.
@@ -242,7 +244,7 @@ class Generator:
 
         def work() -> None:
             try:
-                put(self.generate(prompt_ids, params, cancel=cancel, on_token=put, gate=gate))
+                put(self.generate(prompt_ids, params, cancel=cancel, on_token=put, gate=gate, avoid=avoid))
             except BaseException as err:  # noqa: BLE001 - handed to the awaiting side
                 put(err)
 

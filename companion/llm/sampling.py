@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +27,9 @@ class SamplingParams:
     repetition_penalty: float = 1.1
     #: Seed for the sampler; the same seed and prompt give the same reply.
     seed: int | None = None
+    #: No n-gram of this length is said twice: within the reply, or from the recent replies the caller
+    #: passes as ``avoid`` (0: off).
+    no_repeat_ngram: int = 5
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -53,9 +56,30 @@ def apply_repetition_penalty(logits: np.ndarray, previous: Iterable[int], penalt
     return logits
 
 
-def sample(logits: np.ndarray, params: SamplingParams, previous: list[int], rng: np.random.Generator) -> int:
+def banned_next(generated: Sequence[int], avoid: Sequence[Sequence[int]], n: int) -> set[int]:
+    """Tokens that would complete an ``n``-gram already said: in this reply or in ``avoid`` (earlier replies).
+
+    A small model repeats a stock sentence turn after turn; a repetition penalty on the current reply
+    alone cannot see the last turns'."""
+    if n < 2 or len(generated) < n - 1:
+        return set()
+    key = tuple(generated[-(n - 1):])
+    banned = set()
+    for seq in (*avoid, generated[:-1]):
+        for i in range(len(seq) - n + 1):
+            if tuple(seq[i:i + n - 1]) == key:
+                banned.add(int(seq[i + n - 1]))
+    return banned
+
+
+def sample(logits: np.ndarray, params: SamplingParams, previous: list[int], rng: np.random.Generator,
+           avoid: Sequence[Sequence[int]] = ()) -> int:
     """The next token id from a (vocab,) float array of logits."""
     logits = apply_repetition_penalty(logits, previous, params.repetition_penalty)
+    banned = banned_next(previous, avoid, params.no_repeat_ngram)
+    if banned and len(banned) < logits.shape[0]:
+        logits = logits.copy()
+        logits[list(banned)] = -np.inf
     if params.temperature == 0:
         return int(np.argmax(logits))
     if params.top_k and params.top_k < logits.shape[0]:

@@ -158,8 +158,8 @@ class ScriptedModel:
         self.token_s = token_s
         self.cancelled = 0
 
-    async def stream(self, prompt_ids: Sequence[int], params: SamplingParams,
-                     gate: Gate | None = None) -> AsyncIterator[TokenEvent | GenerationResult]:
+    async def stream(self, prompt_ids: Sequence[int], params: SamplingParams, gate: Gate | None = None,
+                     avoid: Sequence[Sequence[int]] = ()) -> AsyncIterator[TokenEvent | GenerationResult]:
         heard = bytes(prompt_ids).decode("utf-8")
         reply = self.replies.get(heard, self.default)
         if reply is None:
