@@ -158,3 +158,15 @@ def test_a_question_about_an_untold_fact_is_answered_honestly_not_invented():
     assert "favourite toy" in answer_from_facts("what is my favourite toy?", [])
     for telling in ("i know my name is long", "my favourite food is pizza", "why is the sky blue"):
         assert answer_from_facts(telling, []) is None
+
+
+def test_personal_questions_the_robot_was_never_told_get_no_guess():
+    from companion.memory.answers import answer_from_facts
+
+    for question, thing in (("whats my favourite colour", "favourite colour"), ("when is my birthday", "birthday"),
+                            ("What's my teacher called?", "teacher's name"), ("whats my middle name", "middle name"),
+                            ("whats my little sisters name", "little sister's name"),
+                            ("what colour is my hair", "hair colour")):
+        reply = answer_from_facts(question, [])
+        assert reply is not None and "haven't told me" in reply and thing in reply, (question, reply)
+    assert answer_from_facts("my sister is called amy", []) is None

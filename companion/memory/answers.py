@@ -19,11 +19,15 @@ _ASKS = [
     (r"\bhow old am i\b|\b(remember|know|what'?s|what is)\b.*\bmy age\b", "age"),
     (r"\bmy (dog|cat|puppy|kitten|hamster|fish|goldfish|rabbit|bunny|bird|parrot|turtle|pony|horse|pet)\b.*"
      r"\b(called|name)\b|\bwhat'?s my (dog|cat|pet)'?s? name\b|\bwhat (pet|animal) do i have\b", "pet"),
-    (r"\b(what|which)( is| was|'s)? my fav(ou?rite)? (animal)\b", "favourite_animal"),
-    (r"\b(what|which)( is| was|'s)? my fav(ou?rite)? (colou?r)\b", "favourite_colour"),
-    (r"\b(what|which)( is| was|'s)? my fav(ou?rite)? (food)\b", "favourite_food"),
-    (r"\b(what|which)( is| was|'s)? my fav(ou?rite)? (\w+)\b", "favourite_other"),
+    (r"\b(what|which|whats)( is| was|'s)? my fav(ou?rite)? (animal)\b", "favourite_animal"),
+    (r"\b(what|which|whats)( is| was|'s)? my fav(ou?rite)? (colou?r)\b", "favourite_colour"),
+    (r"\b(what|which|whats)( is| was|'s)? my fav(ou?rite)? (food)\b", "favourite_food"),
+    (r"\b(what|which|whats)( is| was|'s)? my fav(ou?rite)? (\w+)\b", "favourite_other"),
     (r"\bwho is my (best )?friend\b|\bmy (best )?friend'?s name\b", "friend"),
+    # Things about the child the facts never hold: answered honestly, never guessed.
+    (r"\b(what|whats|what's|when|who|where)\b[\w' ]{0,12}\bmy ((little |big |baby |older |younger )?"
+     r"(sister|brother)'?s? name|middle name|last name|surname|birthday|teacher|hair|eyes|mum'?s? name|"
+     r"dad'?s? name|mummy'?s? name|daddy'?s? name)\b", "personal"),
     (r"\bwhat (\w+ )?do i (love|like)\b|\bwhat do i really (love|like)\b", "likes"),
 ]
 
@@ -34,6 +38,12 @@ def _untold(kind: str, text: str) -> str:
         thing = re.search(r"\bfav(?:ou?rite)? (\w+)", text)
         what = thing.group(1) if thing else kind.split("_", 1)[1]
         return f"You haven't told me your favourite {what} yet. What is it?"
+    if kind == "personal":
+        thing = re.search(r"\bmy ([\w' ]+?)(\?|$| is| are| called)", text)
+        what = thing.group(1).strip() if thing else "that"
+        what = re.sub(r"\b(sister|brother|mum|dad|mummy|daddy)s\b", r"\1's", what)
+        what = {"teacher": "teacher's name", "hair": "hair colour", "eyes": "eye colour"}.get(what, what)
+        return f"You haven't told me your {what} yet. Will you tell me?"
     return {"name": "You haven't told me your name yet. What is it?",
             "age": "You haven't told me how old you are yet. How old are you?",
             "pet": "You haven't told me about a pet yet. Do you have one?",
@@ -43,7 +53,7 @@ def _untold(kind: str, text: str) -> str:
 
 def answer_from_facts(heard: str, facts: list[Fact]) -> str | None:
     text = heard.lower()
-    if "?" not in heard and not re.search(r"\b(remember|what|whats|who|how|which|know|tell)\b", text):
+    if "?" not in heard and not re.search(r"\b(remember|what|whats|who|how|which|know|tell|when|where)\b", text):
         return None
     if "?" not in heard and re.search(r"\bmy\b[\w' ]{0,25}\b(is|are|was)\b \w", text) and not re.search(
             r"\b(what|whats|what's|who|which|how)\b[\w' ]{0,12}\bmy\b", text):
