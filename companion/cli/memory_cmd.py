@@ -1,4 +1,4 @@
-"""``companion memory show|export|erase`` and ``companion eval conversations``."""
+"""``companion memory show|export|erase`` and ``companion doctor``."""
 
 from __future__ import annotations
 
@@ -33,17 +33,6 @@ def add_parser(sub) -> None:
     d = sub.add_parser("doctor", help="check models, audio, config, disk, execution providers")
     d.add_argument("--data-dir", type=Path, default=None)
     d.set_defaults(func=cmd_doctor)
-
-    e = sub.add_parser("eval", help="evaluation sets")
-    esub = e.add_subparsers(dest="eval_command", required=True)
-    c = esub.add_parser("conversations", help="scripted conversations with checks (real model, fresh memory)")
-    c.add_argument("file", type=Path)
-    c.add_argument("--json", action="store_true")
-    c.set_defaults(func=cmd_eval_conversations)
-    sf = esub.add_parser("safety", help="child-safety set: redirects, alerts, over-refusals (real model)")
-    sf.add_argument("file", type=Path)
-    sf.add_argument("--json", action="store_true")
-    sf.set_defaults(func=cmd_eval_safety)
 
 
 def cmd_memory(args: argparse.Namespace) -> int:
@@ -88,48 +77,6 @@ def cmd_memory(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
-
-
-def cmd_eval_conversations(args: argparse.Namespace) -> int:
-    from companion.brain.conversation import load_generator
-    from companion.config import load_config
-    from companion.eval.conversations import format_table, run_file
-
-    config = load_config(args.config)
-    if config.llm.seed is None:  # evaluation is reproducible
-        from dataclasses import replace
-
-        config = replace(config, llm=replace(config.llm, seed=0))
-    generator = load_generator(config)
-    try:
-        results = run_file(args.file, generator, config)
-    finally:
-        generator.close()
-    if args.json:
-        print(json.dumps({"passed": sum(r.passed for r in results), "total": len(results),
-                          "checks": [r.__dict__ for r in results]}, indent=2, ensure_ascii=False))
-    else:
-        print(format_table(results))
-    return 0 if all(r.passed for r in results) else 1
-
-
-def cmd_eval_safety(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from companion.brain.conversation import load_generator
-    from companion.config import load_config
-    from companion.eval.safety import format_table, run_file, summary
-
-    config = load_config(args.config)
-    if config.llm.seed is None:
-        config = replace(config, llm=replace(config.llm, seed=0))
-    generator = load_generator(config)
-    try:
-        report = summary(run_file(args.file, generator, config))
-    finally:
-        generator.close()
-    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_table(report))
-    return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
