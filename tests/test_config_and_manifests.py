@@ -135,3 +135,19 @@ def test_int4_block_size_has_one_default():
     assert llms and all(m.convert.block_size == INT4_BLOCK_SIZE for m in llms)
     text = GOOD.replace('role = "tts"', 'role = "llm"') + '[convert]\nrecipe = "llm-onnx"\n'
     assert parse_manifest(text).convert.block_size == INT4_BLOCK_SIZE  # a manifest that names none
+
+
+def test_a_comment_or_the_default_flag_does_not_make_a_prepared_model_stale(tmp_path):
+    from companion.models.manifest import load_manifests
+    from companion.paths import manifests_dir
+
+    src = manifests_dir() / "whisper-base.toml"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / src.name).write_text(src.read_text())
+    edited = src.read_text().replace("default = true", "default = false")
+    (tmp_path / "b" / src.name).write_text("# a new comment\n" + edited.replace('description = "', 'description = "x '))
+    a, b = load_manifests(tmp_path / "a")["whisper-base"], load_manifests(tmp_path / "b")["whisper-base"]
+    assert a.digest == b.digest and a.default != b.default
+    (tmp_path / "b" / src.name).write_text(edited.replace('recipe = "ctranslate2-whisper"', 'recipe = "none"'))
+    assert load_manifests(tmp_path / "b")["whisper-base"].digest != a.digest

@@ -151,7 +151,7 @@ def parse_manifest(text: str, *, path: Path | None = None) -> ModelManifest:
         default=bool(data.get("default", False)),
         prepare_by_default=bool(data.get("prepare", True)),
         hf_id=data.get("hf_id"),
-        digest=hashlib.sha256(text.encode()).hexdigest(),
+        digest=_files_digest(data),
         path=path,
     )
 
@@ -186,3 +186,13 @@ def default_for_role(manifests: dict[str, ModelManifest], role: str) -> ModelMan
         if m.role == role and m.default:
             return m
     raise ModelError(f"no default model for role '{role}' in the manifests", code=MODEL_UNKNOWN)
+
+
+def _files_digest(data: dict) -> str:
+    """What decides the prepared files: the name, the packages, the artifacts and the recipe. A comment,
+    the description or the default flag can change without making a prepared model stale (re-exporting
+    a language model takes minutes)."""
+    import json
+
+    keep = {k: data.get(k) for k in ("name", "packages", "artifacts", "convert")}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
