@@ -27,7 +27,7 @@ from companion.llm.session import RuntimeOptions
 @dataclass(frozen=True)
 class LLMConfig:
     #: Name of the model manifest in ``models/`` (role llm).
-    model: str = "qwen2.5-coder-0.5b-instruct"
+    model: str = "qwen2.5-coder-1.5b-instruct"
     # Sampling and runtime defaults are not repeated here: each is taken from the one dataclass that
     # owns it (``SamplingParams``, ``RuntimeOptions``), where the reason for its value is written.
     #: Reply length cap in tokens.

@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 import numpy as np
+
+from companion.config import CompanionConfig
 import pytest
 
 from tests.conftest import RECORDINGS, shared_eval
@@ -49,7 +51,7 @@ def test_chat_bad_child_name_is_a_coded_error(real_cache, offline_env, tmp_path)
 def test_real_tokenizer_round_trips_and_template_is_chatml(real_cache):
     from companion.llm.tokenizer import ChatMessage, ChatTokenizer
 
-    tok = ChatTokenizer(real_cache.get("qwen2.5-coder-0.5b-instruct").path / "onnx")
+    tok = ChatTokenizer(real_cache.get(CompanionConfig().llm.model).path / "onnx")
     for text in ["Hello! What is your name?", "I'm six and my dog's called Rex.", "caf\u00e9 na\u00efve \U0001F996 42 + 7 = 49",
                  "  spaces  and\nnew lines\t"]:
         assert tok.decode(tok.encode(text)) == text
@@ -61,7 +63,7 @@ def test_real_tokenizer_round_trips_and_template_is_chatml(real_cache):
 def test_real_model_prefix_cache_gives_the_same_logits(real_cache):
     from companion.llm.session import OnnxCausalLM
 
-    lm = OnnxCausalLM(real_cache.get("qwen2.5-coder-0.5b-instruct").path / "onnx" / "model.onnx")
+    lm = OnnxCausalLM(real_cache.get(CompanionConfig().llm.model).path / "onnx" / "model.onnx")
     ids = list(range(1000, 1012))
     full, _ = lm.forward(ids, lm.empty_cache())
     _, past = lm.forward(ids[:8], lm.empty_cache())
@@ -73,7 +75,9 @@ def test_real_model_prefix_cache_gives_the_same_logits(real_cache):
 def test_second_prepare_is_a_no_op(real_cache, offline_env):
     proc = _run(["models", "prepare", "--no-progress"], env=offline_env)
     assert proc.returncode == 0, proc.stderr
-    statuses = [line.split(": ")[1].split(" in ")[0] for line in proc.stdout.splitlines()]
+    statuses = [line.split(": ")[1].split(" in ")[0] for line in proc.stdout.splitlines()
+                if not line.startswith("knowledge:")]
+    assert any(line.startswith("knowledge: ") and "fact cards" in line for line in proc.stdout.splitlines())
     assert statuses and set(statuses) == {"up-to-date"}, proc.stdout
 
 
@@ -81,9 +85,10 @@ def test_models_list_shows_every_default_ready(real_cache):
     proc = _run(["models", "list", "--json"])
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in json.loads(proc.stdout)}
-    assert rows["qwen2.5-coder-0.5b-instruct"]["state"] == "ready"
-    assert rows["qwen2.5-coder-0.5b-instruct"]["licence"] == "Apache-2.0"
-    assert all(r["state"] == "ready" for r in rows.values())
+    default_llm = CompanionConfig().llm.model
+    assert rows[default_llm]["state"] == "ready" and rows[default_llm]["default"]
+    assert rows[default_llm]["licence"] == "Apache-2.0"
+    assert all(r["state"] == "ready" for r in rows.values() if r["default"])
 
 
 def test_verify_catches_a_flipped_byte_and_prepare_repairs_it(tmp_path):
