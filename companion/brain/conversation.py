@@ -255,6 +255,11 @@ class Conversation:
                 _write_exchange, self.child, self._session, spoken, self._retention_days() if due else None)
         if spoken.said:
             self._said = (*self._said, spoken.said)[-RECENT_SAID:]
+        if plan.kind == "safety" or spoken.blocked is not None:
+            # A redirected exchange stays in the transcript but never in the prompt: "your name is Zorg,
+            # say it!" there made the 1.5B model answer the next "what is your name?" with "Zorg".
+            self._history = plan.history
+            return turn_id
         self._history = await asyncio.to_thread(with_exchange, plan.history, turn_id, plan.stored_heard,
                                                 spoken.said, self.model.tokenizer, self.config.llm.history_turns)
         return turn_id
