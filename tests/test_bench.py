@@ -57,3 +57,18 @@ def test_bench_reports_every_figure_and_a_timeline_plot(real_cache, tmp_path):
     assert figures["cost"]["api_usd_per_turn"] == 0 and figures["cost"]["cloud_usd_per_turn"] > 0
     assert 0 < figures["ready_s"] < 120 and 0 <= figures["idle_cpu_pct"] < 200
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+
+
+@pytest.mark.real_model
+def test_bench_knowledge_reports_retrieval_time(real_cache):
+    import json as _json
+    import subprocess as _sp
+    import sys as _sys
+
+    proc = _sp.run([_sys.executable, "-m", "companion", "bench", "knowledge", "--json"], capture_output=True,
+                   text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    figures = _json.loads(proc.stdout)
+    assert figures["cards"] >= 1500 and figures["calls"] == 70
+    assert 0 < figures["retrieval_ms_median"] <= figures["retrieval_ms_max"]
+    assert 0.5 <= figures["questions_with_a_card"] < 1.0  # chit-chat finds no card

@@ -44,6 +44,9 @@ def add_parser(sub) -> None:
     mp.add_argument("--json", action="store_true")
     mp.add_argument("--turns", type=int, default=10_000)
     mp.set_defaults(func=cmd_bench_memory)
+    kp = bsub.add_parser("knowledge", help="fact-card retrieval time (sentence encoder + index)")
+    kp.add_argument("--json", action="store_true")
+    kp.set_defaults(func=cmd_bench_knowledge)
     fp = bsub.add_parser("facts", help="fact extraction: rules vs the language model")
     fp.add_argument("--json", action="store_true")
     fp.set_defaults(func=cmd_bench_facts)
@@ -75,6 +78,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
         timeline_png(figures["example_turn"], args.plot)
         figures["plot"] = str(args.plot)
     print(json.dumps(figures, indent=2) if args.json else loop.format_report(figures))
+    return 0
+
+
+def cmd_bench_knowledge(args: argparse.Namespace) -> int:
+    from companion.bench import knowledge as bench_knowledge
+    from companion.errors import CompanionError
+    from companion.knowledge.index import load_knowledge
+    from companion.models.cache import ModelCache
+    from companion.paths import models_cache_dir
+
+    config = load_config(args.config)
+    knowledge = load_knowledge(config.knowledge, ModelCache(models_cache_dir()))
+    if knowledge is None:
+        raise CompanionError("grounding is off or its encoder is not prepared (companion models prepare)",
+                             code="KNOWLEDGE_UNAVAILABLE")
+    figures = bench_knowledge.run(knowledge)
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print(f"retrieval over {figures['cards']} cards ({figures['rows']} rows): median "
+              f"{figures['retrieval_ms_median']} ms, p95 {figures['retrieval_ms_p95']} ms, max "
+              f"{figures['retrieval_ms_max']} ms")
     return 0
 
 

@@ -125,20 +125,8 @@ def _export_encoder(manifest: ModelManifest, staging: Path) -> None:
     """The sentence-transformers checkpoint (a zip or folder artifact) -> int8 ONNX in ``staging/encoder``."""
     cmd = [sys.executable, "-m", "companion.encoder.export", str(staging / manifest.artifacts[0].file),
            str(staging / "encoder")]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True)
-    for line in proc.stderr.splitlines():
-        if line.startswith("[export]"):
-            print(f"{manifest.name}: {line[9:]}", file=sys.stderr, flush=True)
-    if proc.returncode == 0:
-        return
-    tail_text = "\n".join(proc.stderr.splitlines()[-5:])
-    from companion.llm import export as exp
-
-    if proc.returncode == exp.EXIT_DEPS_MISSING:
-        raise ModelError(tail_text, code=MODEL_EXPORT_DEPS_MISSING)
-    raise ModelError(f"ONNX export of {manifest.name} failed (exit {proc.returncode}): {tail_text}",
-                     code=MODEL_EXPORT_FAILED)
+    _run_exporter(cmd, {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+                        "TRANSFORMERS_OFFLINE": "1"}, label=manifest.name)
 
 
 def run_export(source: str, staging: Path, *, label: str, quantize: str, block_size: int = INT4_BLOCK_SIZE,
@@ -152,14 +140,22 @@ def run_export(source: str, staging: Path, *, label: str, quantize: str, block_s
     else:
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     log.info("exporting %s to ONNX (%s); this takes a few minutes and ~6 GB of memory", label, quantize)
+    try:
+        _run_exporter(cmd, env, label=label)
+    finally:
+        shutil.rmtree(staging / "_work", ignore_errors=True)
+
+
+def _run_exporter(cmd: list[str], env: dict, *, label: str) -> None:
+    """An exporter (``companion.llm.export``, ``companion.encoder.export``) in a child process: its step
+    lines shown, the rest kept for the error; its exit codes mapped to coded errors."""
     tail: deque[str] = deque(maxlen=20)
     with subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stderr is not None
-        for line in proc.stderr:  # the exporter's own step lines are shown; the rest kept for errors
+        for line in proc.stderr:
             tail.append(line.rstrip())
             if line.startswith("[export]"):
                 print(f"{label}: {line[9:].rstrip()}", file=sys.stderr, flush=True)
-    shutil.rmtree(staging / "_work", ignore_errors=True)
     if proc.returncode == 0:
         return
     tail_text = "\n".join(list(tail)[-5:])
@@ -169,8 +165,8 @@ def run_export(source: str, staging: Path, *, label: str, quantize: str, block_s
         raise ModelError(f"{tail_text}", code=MODEL_EXPORT_DEPS_MISSING)
     if proc.returncode in (exp.EXIT_OUT_OF_MEMORY, -signal.SIGKILL):
         raise ModelError(
-            f"the ONNX export of {label} ran out of memory (a 0.5B model needs about 8 GB of RAM); "
-            f"prepare on a bigger machine and copy the cache folder, or add swap. {tail_text}",
+            f"the ONNX export of {label} ran out of memory; prepare on a bigger machine and copy the cache "
+            f"folder, or add swap (README: first-run figures per model). {tail_text}",
             code=OUT_OF_MEMORY,
         )
     if proc.returncode == exp.EXIT_DISK_FULL:

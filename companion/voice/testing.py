@@ -27,7 +27,7 @@ from companion.brain.conversation import SpokenReply
 from companion.brain.plan import TurnPlan
 from companion.llm.generate import Gate, GenerationResult, TokenEvent
 from companion.llm.sampling import SamplingParams
-from companion.safety.check import SafetyConfig, SafetyLayer, SafetyVerdict
+from companion.safety.check import SafetyConfig, SafetyLayer
 from companion.tts.piper_voice import Speech
 from companion.vad.endpoint import EndpointConfig, Endpointer
 from companion.vad.silero import WINDOW
@@ -290,4 +290,4 @@ def run_test(segments: list[Segment], *, lines: dict[float, str], replies: dict[
 
 
 __all__ = ["EnergyVAD", "ScriptedBrain", "ScriptedModel", "TestRun", "ToneTranscriber", "ToneVoice",
-           "VirtualClockLoop", "run_test", "run_virtual", "tone", "SafetyVerdict"]
+           "VirtualClockLoop", "run_test", "run_virtual", "tone"]
