@@ -45,6 +45,48 @@ def test_logits_with_kv_cache_equal_logits_without(tiny_model_dir):
     np.testing.assert_allclose(logits, full[5:], rtol=1e-4, atol=1e-4)
 
 
+def test_export_computes_only_the_logits_asked_for(tiny_model_dir, tmp_path):
+    """The exported graph takes ``logits_to_keep``: a prefill gets the last position's logits only, equal
+    to the last row of the full logits; a graph without the edit (an older export) still runs."""
+    import shutil
+
+    import onnx
+
+    from companion.llm.graph import LOGITS_TO_KEEP, keep_last_logits
+
+    graph = onnx.load(str(tiny_model_dir / "model.onnx"), load_external_data=False).graph
+    assert LOGITS_TO_KEEP in [i.name for i in graph.input]
+    lm = OnnxCausalLM(tiny_model_dir / "model.onnx")
+    ids = [5, 17, 42, 99, 7, 3]
+    feeds = {"input_ids": np.asarray([ids]), "attention_mask": np.ones((1, len(ids)), dtype=np.int64),
+             "position_ids": np.arange(len(ids))[None, :], LOGITS_TO_KEEP: np.asarray(1)}
+    for (k, v), (kc, vc) in zip(lm._past_names, lm.empty_cache()):
+        feeds[k], feeds[v] = kc, vc
+    assert lm._session.run(["logits"], feeds)[0].shape[1] == 1
+    last, _ = lm.forward(ids, lm.empty_cache())
+    full, _ = lm.forward(ids, lm.empty_cache(), all_logits=True)
+    np.testing.assert_allclose(last, full[-1], rtol=1e-5, atol=1e-5)
+    assert keep_last_logits(tiny_model_dir / "model.onnx") is False  # already edited: left alone
+
+    # An older export (no edit) is still served, with the same logits.
+    old = tmp_path / "old"
+    shutil.copytree(tiny_model_dir, old)
+    model = onnx.load(str(old / "model.onnx"))
+    graph = model.graph
+    slice_node = next(n for n in graph.node if n.name == "logits_to_keep/Slice")
+    head = next(n for n in graph.node if "logits" in n.output)
+    head.input[0] = slice_node.input[0]
+    keep = [n for n in graph.node if not n.name.startswith("logits_to_keep/")]
+    del graph.node[:]
+    graph.node.extend(keep)
+    inputs = [i for i in graph.input if i.name != LOGITS_TO_KEEP]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    onnx.save(model, str(old / "model.onnx"))
+    older = OnnxCausalLM(old / "model.onnx")
+    np.testing.assert_allclose(older.forward(ids, older.empty_cache())[0], last, rtol=1e-5, atol=1e-5)
+
+
 def test_export_matches_torch(tiny_checkpoint, tiny_model_dir):
     import torch
     from transformers import AutoModelForCausalLM

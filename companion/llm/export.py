@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from companion.llm.graph import keep_last_logits
+
 #: Files the runtime needs next to model.onnx (tokenizer, chat template, stop tokens).
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -33,6 +35,10 @@ TOKENIZER_FILES = (
 #: `companion bench llm` on 2 cores, Qwen2.5 0.5B: block 64 decoded 47.0 tok/s (llama.cpp 46.0,
 #: ratio 1.02), block 32 43.8 tok/s (llama.cpp 46.1, ratio 0.95).
 INT4_BLOCK_SIZE = 64
+
+#: Version of the llm-onnx recipe: a prepared model made by an older one is stale (the manifest digest
+#: includes it). 2: the graph takes ``logits_to_keep`` (llm/graph.py).
+LLM_EXPORT_VERSION = 2
 
 #: Exit codes of the export child process, mapped to error codes by the caller.
 EXIT_DEPS_MISSING = 3
@@ -137,6 +143,7 @@ def export_llm(source: str, out_dir: Path, *, quantize_mode: str = "int4", block
     try:
         checkpoint = load_checkpoint(source, work, allow_hub=allow_hub)
         raw = export_onnx(checkpoint, work / "onnx")
+        keep_last_logits(raw)
         quantize(raw, out_dir / "model.onnx", quantize_mode, block_size=block_size)
         for name in TOKENIZER_FILES:
             for folder in (work / "onnx", checkpoint):
@@ -145,7 +152,7 @@ def export_llm(source: str, out_dir: Path, *, quantize_mode: str = "int4", block
                     break
         if not (out_dir / "tokenizer.json").is_file():
             raise ValueError("the checkpoint has no fast tokenizer (tokenizer.json); cannot run without transformers")
-        info = {"source": Path(source).name, "quantize": quantize_mode, "block_size": block_size, "export_s": round(time.monotonic() - started, 1)}
+        info = {"source": Path(source).name, "exporter": LLM_EXPORT_VERSION, "quantize": quantize_mode, "block_size": block_size, "export_s": round(time.monotonic() - started, 1)}
         (out_dir / "export.json").write_text(json.dumps(info, indent=2))
         _log(f"done in {info['export_s']} s")
         return info

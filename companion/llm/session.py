@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from companion.errors import MODEL_LOAD_FAILED, ModelError
+from companion.llm.graph import LOGITS_TO_KEEP
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ class OnnxCausalLM:
         self.providers: list[str] = self._session.get_providers()
         inputs = {i.name: i for i in self._session.get_inputs()}
         self._has_position_ids = "position_ids" in inputs
+        # Exported by an older recipe, the graph computes logits for every position (llm/graph.py).
+        self._logits_to_keep = LOGITS_TO_KEEP in inputs
         layers = sorted(int(n.split(".")[1]) for n in inputs if n.startswith("past_key_values.") and n.endswith(".key"))
         if not layers or "input_ids" not in inputs:
             raise ModelError(f"{model_path} is not a causal LM exported with past key values", code=MODEL_LOAD_FAILED)
@@ -90,9 +93,10 @@ class OnnxCausalLM:
     def forward(self, token_ids: list[int], past: KVCache, *, all_logits: bool = False) -> tuple[np.ndarray, KVCache]:
         """Feed ``token_ids`` after ``past``; returns the last position's logits (or all) and the new cache.
 
-        Long inputs go through in chunks of ``PREFILL_CHUNK`` tokens: the exported graph computes logits
-        for every position (151,936 floats, 0.6 MB a token for Qwen), so a 500-token prefill in one pass
-        would take ~300 MB, which onnxruntime's arena then keeps for the life of the process.
+        Long inputs go through in chunks of ``PREFILL_CHUNK`` tokens: a graph from an older export
+        computes logits for every position (151,936 floats, 0.6 MB a token for Qwen), so a 500-token
+        prefill in one pass would take ~300 MB, which onnxruntime's arena then keeps for the life of the
+        process. A current export computes only the last position's (``logits_to_keep``).
         """
         if not all_logits and len(token_ids) > PREFILL_CHUNK:
             for i in range(0, len(token_ids), PREFILL_CHUNK):
@@ -107,6 +111,8 @@ class OnnxCausalLM:
             "input_ids": np.asarray([token_ids], dtype=np.int64),
             "attention_mask": np.ones((1, past_len + n), dtype=np.int64),
         }
+        if self._logits_to_keep:
+            feeds[LOGITS_TO_KEEP] = np.asarray(n if all_logits else 1, dtype=np.int64)
         if self._has_position_ids:
             feeds["position_ids"] = np.arange(past_len, past_len + n, dtype=np.int64)[None, :]
         for (kname, vname), (k, v) in zip(self._past_names, past):

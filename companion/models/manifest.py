@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from companion.errors import MODEL_MANIFEST_INVALID, MODEL_UNKNOWN, ModelError
-from companion.llm.export import INT4_BLOCK_SIZE
+from companion.llm.export import INT4_BLOCK_SIZE, LLM_EXPORT_VERSION
 
 ROLES = ("llm", "asr", "tts", "vad", "encoder")
 RECIPES = ("none", "llm-onnx", "ctranslate2-whisper", "piper-voice", "sentence-encoder-onnx")
@@ -188,6 +188,10 @@ def default_for_role(manifests: dict[str, ModelManifest], role: str) -> ModelMan
     raise ModelError(f"no default model for role '{role}' in the manifests", code=MODEL_UNKNOWN)
 
 
+#: Recipes whose exporter changed what it writes (the version is in the digest from 2 on).
+_RECIPE_VERSIONS = {"llm-onnx": LLM_EXPORT_VERSION}
+
+
 def _files_digest(data: dict) -> str:
     """What decides the prepared files: the name, the packages, the artifacts and the recipe. A comment,
     the description or the default flag can change without making a prepared model stale (re-exporting
@@ -195,4 +199,7 @@ def _files_digest(data: dict) -> str:
     import json
 
     keep = {k: data.get(k) for k in ("name", "packages", "artifacts", "convert")}
+    version = _RECIPE_VERSIONS.get((data.get("convert") or {}).get("recipe"), 1)
+    if version > 1:  # the exporter changed what it makes: models prepared by the older one are stale
+        keep["recipe_version"] = version
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()
