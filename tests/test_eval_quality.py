@@ -31,6 +31,7 @@ def pip() -> Persona:
     ("my hamster died yesterday and i keep crying", "Your hamster died yesterday and you keep crying. I'm sorry."),
     ("we went to the beach and i found a crab", "We went to the beach and found a crab? That's so cool!"),
     ("i'm worried about my spelling tests tomorrow", "You're worried about your spelling test tomorrow."),
+    ("why is the sky so blue today", "Why is the sky so blue today? Because of the air."),  # the question back
 ])
 def test_echo_is_flagged(child, reply):
     assert echoes(child, reply) is True
@@ -41,6 +42,9 @@ def test_echo_is_flagged(child, reply):
     ("my hamster died yesterday and i keep crying", "Oh no, I'm so sorry. It's okay to cry when we miss someone."),
     # The echo is in the second sentence: only the first counts.
     ("we went to the beach and i found a crab", "How exciting! You went to the beach and found a crab."),
+    # To a question, restating it is how an answer goes.
+    ("which planet is closest to the sun", "Mercury is the closest planet to the Sun."),
+    ("how does a fridge keep the food cold", "A fridge keeps food cold by pumping warmth out."),
 ])
 def test_a_reply_that_answers_is_not_an_echo(child, reply):
     assert echoes(child, reply) is False
@@ -298,3 +302,15 @@ def test_real_quality_eval_reports_every_metric_and_is_deterministic(real_cache)
         return [line.get("reply") or line.get("replies") for line in report["lines"]]
 
     assert replies(first) == replies(second)
+
+
+@pytest.mark.parametrize("heard, question", [
+    ("in what season do the leaves go orange", True), ("um what do you call a baby dog", True),
+    ("and why is the sea salty", True), ("hey pip how are you", True), ("Why do cats purr?", True),
+    ("so i went to the park", False), ("in the park i saw a dog", False), ("I like dogs", False),
+])
+def test_questions_are_told_from_news_even_after_a_filler(heard, question):
+    """A question gets fact cards at a lower similarity and may restate itself in the answer (not an echo)."""
+    from companion.brain.prompt import looks_like_question
+
+    assert looks_like_question(heard) is question

@@ -124,7 +124,7 @@ def prompt_messages(heard: str, ctx: TurnContext, brief: Brief) -> tuple[list[Ch
     """The chat messages of the turn and the history to keep (see brain/prompt.py)."""
     return build_messages(brief.tokenizer, brief.prompt_tokens, brief.system(),
                           facts_message(ctx.facts, ctx.summary, brief.persona.name), recall_message(ctx.recalled),
-                          ctx.history, heard, knowledge_message(ctx.cards, heard) if heard else None)
+                          ctx.history, heard, knowledge_message(ctx.cards) if heard else None)
 
 
 def prefix_messages(ctx: TurnContext, brief: Brief) -> list[ChatMessage]:

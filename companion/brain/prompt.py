@@ -91,24 +91,23 @@ def recall_message(recalled: Sequence[StoredTurn]) -> ChatMessage | None:
                                            for t in recalled))
 
 
-_QUESTION = re.compile(r"\?|^(what|whats|what's|why|how|who|where|when|which|is|are|do|does|did|can|could|will|"
-                       r"would|should|was|were|tell me)\b", re.IGNORECASE)
+_QUESTION = re.compile(r"\?|^(?:(?:um+|uh+|erm?|so|and|but|hey|hi|ok|okay|well|pip|robot|in|on|at|for|from|of|to|"
+                       r"by|with)\W+){0,3}(what|whats|what's|why|how|who|where|when|which|is|are|do|does|did|can|"
+                       r"could|will|would|should|was|were|tell me)\b", re.IGNORECASE)
 
 
 def looks_like_question(heard: str) -> bool:
     return bool(_QUESTION.search(heard.strip()))
 
 
-def knowledge_message(cards: Sequence[str], heard: str) -> ChatMessage | None:
+def knowledge_message(cards: Sequence[str]) -> ChatMessage | None:
     """The fact cards that match what the child said, right before the child's words (grounding).
 
-    With none, a question gets the instruction to say simply when the robot is not sure."""
-    if cards:
-        return ChatMessage("system", "True facts for your answer (say them simply, in your own words): "
-                           + " ".join(cards))
-    if looks_like_question(heard):
-        return ChatMessage("system", "If you are not sure of the answer, say simply that you are not sure.")
-    return None
+    Short: every token here is prefilled on the turn's critical path. How to use them, and what to do
+    without one, is in the persona's prompt (cached)."""
+    if not cards:
+        return None
+    return ChatMessage("system", "True facts for your answer: " + " ".join(cards))
 
 
 def build_messages(tokenizer: ChatTokenizer, budget: int, system: ChatMessage, facts_msg: ChatMessage | None,

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from companion.brain.conversation import Conversation
+from companion.brain.prompt import looks_like_question
 from companion.config import CompanionConfig
 from companion.errors import CompanionError
 from companion.knowledge.index import Knowledge
@@ -204,12 +205,18 @@ def sentences(text: str) -> list[str]:
 
 
 def echoes(child: str, reply: str) -> bool | None:
-    """The reply's first sentence repeats >= 70 % of the child's content words (None: fewer than 3)."""
+    """The reply's first sentence repeats >= 70 % of the child's content words (None: fewer than 3).
+
+    To a question, an answer restates it ("which planet is closest to the sun" -> "Mercury is the
+    closest planet to the Sun."): that is an answer, not an echo. Only the question said back as a
+    question ("Why is the sky blue? ...") counts there."""
     said = content_words(child)
     if len(said) < ECHO_MIN_WORDS:
         return None
     first = sentences(reply)[:1]
-    return bool(first) and len(said & content_words(first[0])) / len(said) >= ECHO_SHARE
+    if not first or len(said & content_words(first[0])) / len(said) < ECHO_SHARE:
+        return False
+    return not looks_like_question(child) or first[0].rstrip().endswith("?")
 
 
 def keyword_failures(reply: str, any_: Sequence[str], none: Sequence[str]) -> tuple[str, ...]:
@@ -221,8 +228,9 @@ def keyword_failures(reply: str, any_: Sequence[str], none: Sequence[str]) -> tu
 #: Words of the system prompt and of the turn's instructions (brain/prompt.py) said back to the child.
 _META_PHRASES = ("young children aged", "short sentences", "easy to say out loud", "language model", "system prompt",
                  "my instructions", "i was told to", "i am programmed", "i'm programmed", "true facts for your answer",
-                 "if you are not sure of the answer", "say simply that you are not sure", "facts about the child",
-                 "last time:")
+                 "if you are not sure of the answer", "if you are not sure of an answer",
+                 "say simply that you are not sure", "facts about the child", "last time:", "facts:",
+                 "facts note", "note comes before")
 #: Prompt-speak: the child called "the child", the AI disclaimer ("as a simple language AI, I ...").
 _META_PATTERNS = (re.compile(r"\bthe child\b"), re.compile(r"\bas an? (?:[\w-]+ ){0,3}(?:ai|assistant|chatbot)\b"))
 _THIRD_PERSON_VERBS = ("is", "was", "has", "had", "can", "will", "would", "could", "does", "doesn't", "isn't",
