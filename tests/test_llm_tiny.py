@@ -240,3 +240,49 @@ def test_missing_execution_providers_fall_back_to_cpu_with_a_warning(caplog):
     assert "LLM_PROVIDER_UNAVAILABLE" in caplog.text
     assert choose_providers(("CUDAExecutionProvider",), ["CUDAExecutionProvider", "CPUExecutionProvider"]) == [
         "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_an_open_prompt_is_the_start_of_the_finished_one(generator):
+    """The words so far, left open, tokenise to the start of the prompt for the finished sentence."""
+    tok = generator.tokenizer
+    system = ChatMessage("system", "you are a robot")
+    open_ids = tok.encode_open([system, ChatMessage("user", "why is the sky")])
+    full = tok.encode_chat([system, ChatMessage("user", "why is the sky blue today?")])
+    assert full[:len(open_ids)] == open_ids and len(full) > len(open_ids) + 2
+    assert "\u2063" not in tok.decode(open_ids)
+
+
+def test_a_prefill_keeps_what_it_computed_and_gives_way_to_a_generation(generator):
+    from companion.llm.generate import WARM_CHUNK
+
+    generator.prefix_cache.clear()
+    ids = _prompt(generator, "tell me a long story about a little robot who lives on the moon with a cat")
+    looks = []
+
+    def stop() -> bool:
+        looks.append(1)
+        return len(looks) > 2  # two chunks, then a generation wants the model
+
+    assert generator.warm_ids(ids, stop) == 2 * WARM_CHUNK
+    n, _ = generator.prefix_cache.longest_prefix(ids)
+    assert n == 2 * WARM_CHUNK  # kept: the next prefill or generation starts from there
+
+    async def race() -> tuple[int, GenerationResult]:
+        generator.prefix_cache.clear()
+        busy = threading.Event()
+        held = asyncio.get_running_loop().run_in_executor(generator.executor, busy.wait, 5)  # worker occupied
+        prefill = asyncio.ensure_future(generator.prefill_ids(ids * 4))  # queued behind it
+        await asyncio.sleep(0.01)
+        stream = generator.stream(ids, GREEDY)
+        first = asyncio.ensure_future(stream.__anext__())  # a generation is asked for
+        await asyncio.sleep(0.01)
+        busy.set()
+        await held
+        result = await first
+        async for item in stream:
+            result = item
+        return await prefill, result
+
+    done, result = asyncio.run(race())
+    assert done == 0  # it gave way before its first chunk: the generation did not wait for it
+    assert isinstance(result, GenerationResult) and result.token_ids

@@ -48,9 +48,11 @@ def test_two_plain_turns():
     _check_snapshot("two_turns", events)
     kinds = _kinds(events)
     first = kinds[:kinds.index("TurnCompleted") + 2]
-    assert first == ["HEARING", "SpeechDetected", "Transcribed", "FirstToken", "UtteranceCaptured", "THINKING",
-                     "SPEAKING", "ClauseSpoken", "ClauseSpoken", "TurnCompleted", "LISTENING"]
+    assert first == ["HEARING", "SpeechDetected", "HeardSoFar", "Transcribed", "FirstToken", "UtteranceCaptured",
+                     "THINKING", "SPEAKING", "ClauseSpoken", "ClauseSpoken", "TurnCompleted", "LISTENING"]
     assert run.spoken == ["That is lovely. Tell me more!"] * 2
+    # 1.2 s of speech: heard once after 1 s while the child talked (its prompt prefilled); 0.8 s: not.
+    assert run.brain.heard_so_far == ["Tell me about the moon."]
     assert [s.plan.heard for s in run.brain.remembered] == ["Tell me about the moon.", "What do cows eat?"]
     captured = [e for e in events if e["event"] == "UtteranceCaptured"]
     spoken = [e for e in events if e["event"] == "ClauseSpoken"]
@@ -122,3 +124,20 @@ def test_a_pause_mid_sentence_drops_the_early_answer_and_hears_it_all():
     assert len(captured) == 1 and captured[0]["speech_end"] - captured[0]["speech_start"] >= 1800
     first_spoken = next(e for e in events if e["event"] == "ClauseSpoken")
     assert first_spoken["t"] >= captured[0]["t"]
+
+
+def test_the_words_so_far_are_heard_while_the_child_talks_and_never_delay_the_turn():
+    """Every ``early_prefill_s`` of speech the loop hears the words so far and the brain prefills their
+    prompt; off (0), nothing is heard early and the turn's timing is the same."""
+    from companion.voice.config import LoopConfig
+
+    segments = [Segment(tone(300, 2.6))]
+    on = run_test(segments, lines=LINES)
+    off = run_test(segments, lines=LINES, config=LoopConfig(early_prefill_s=0))
+    assert on.brain.heard_so_far == ["Tell me about the moon."] * 2  # after 1 s and 2 s of speech
+    assert off.brain.heard_so_far == [] and "HeardSoFar" not in _kinds(off.normalised())
+    heard = [e for e in on.normalised() if e["event"] == "HeardSoFar"]
+    captured = next(e for e in on.normalised() if e["event"] == "UtteranceCaptured")
+    assert all(e["t"] < captured["t"] for e in heard)
+    ttfa = lambda run: [e["record"]["ttfa_ms"] for e in run.normalised() if e["event"] == "TurnCompleted"]
+    assert ttfa(on) == ttfa(off)

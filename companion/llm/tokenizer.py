@@ -90,6 +90,18 @@ class ChatTokenizer:
     def encode_chat(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> list[int]:
         return self.encode(self.render(messages, add_generation_prompt=add_generation_prompt))
 
+    def encode_open(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The prompt up to the end of the last message's words, left open: what a prompt for the same
+        messages with more words in the last one starts with (the child is still talking).
+
+        Cut at a word's end, the tokens are those of the longer prompt: the pre-tokenizer starts a new
+        token at the next word's space."""
+        mark = "\u2063\u2063"  # invisible separators: text no template adds and no child says
+        last = messages[-1]
+        text = self.render([*messages[:-1], ChatMessage(last.role, last.content + mark)],
+                           add_generation_prompt=False)
+        return self.encode(text[:text.rindex(mark)])
+
 
 def _compile(template: str):
     from jinja2.exceptions import TemplateError

@@ -15,8 +15,12 @@ class LoopConfig:
     clause_queue: int = 8
     #: Longest speech sent to ASR as one turn (carried-over pieces included).
     max_heard_s: float = 60.0
-    #: Microphone history kept for echo checks (seconds).
-    mic_history_s: float = 2.0
+    #: Microphone history kept for echo checks and for hearing the words so far (seconds).
+    mic_history_s: float = 4.0
+    #: While the child talks, the words so far are heard after every this many seconds of speech (while
+    #: the mic history still holds it all) and the prompt they begin is prefilled, so the fact cards are
+    #: in the model's cache before the child finishes (0: off). See VoiceLoop._hear_so_far.
+    early_prefill_s: float = 1.0
     #: Turn records the loop keeps in memory (a ring; each is also emitted as a TurnCompleted event).
     records_kept: int = 256
     #: Loop events kept in memory (a ring, for status and tests).

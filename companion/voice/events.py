@@ -40,6 +40,14 @@ class Transcribed:
 
 
 @dataclass(frozen=True)
+class HeardSoFar:
+    """The child's words so far, heard while they are still talking (the prompt they begin is prefilled)."""
+
+    text: str
+    t: float
+
+
+@dataclass(frozen=True)
 class TurnDropped:
     """A captured utterance that is not a child's words to answer (noise, hallucination, our own echo)."""
 

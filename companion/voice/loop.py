@@ -56,6 +56,7 @@ from companion.voice.events import (
     ClauseSpoken,
     EchoIgnored,
     FirstToken,
+    HeardSoFar,
     LoopEvent,
     LoopState,
     ReplyCancelled,
@@ -111,6 +112,11 @@ class VoiceLoop:
         self._spoke = False
         #: The turn in progress: its utterance and whether the endpointer has confirmed its end.
         self._pending: _Pending | None = None
+        #: Hearing the words so far while the child talks: when the speech began, the task, and the
+        #: speech seconds at which the next hearing is due.
+        self._speech_t: float | None = None
+        self._early: asyncio.Task | None = None
+        self._early_next = 0.0
 
     # -- observation -----------------------------------------------------------------
     def _now(self) -> float:
@@ -139,6 +145,7 @@ class VoiceLoop:
                 self._hear(frame)
                 for event in self.endpointer.push(frame):
                     self._on_endpoint(event)
+                self._maybe_hear_so_far(frame)
             if self._turn is not None:
                 await asyncio.gather(self._turn, return_exceptions=True)
             await self.player.drain()
@@ -146,8 +153,11 @@ class VoiceLoop:
             if self._turn is not None and not self._turn.done():
                 self._turn.cancel()
                 await asyncio.gather(self._turn, return_exceptions=True)
-            if self._warming is not None:
-                await asyncio.gather(self._warming, return_exceptions=True)
+            if self._early is not None and not self._early.done():
+                self._early.cancel()
+            for task in (self._warming, self._early):
+                if task is not None:
+                    await asyncio.gather(task, return_exceptions=True)
         return list(self.records)
 
     def _hear(self, frame: AudioFrame) -> None:
@@ -176,6 +186,7 @@ class VoiceLoop:
         elif isinstance(event, SpeechStarted):
             if not self._echo_run:
                 self._emit(SpeechDetected(event.t))
+                self._speech_t, self._early_next = event.t, self.config.early_prefill_s
         elif isinstance(event, SpeechRejected):
             self._echo_run = False
             if self.state == LoopState.HEARING and not self._robot_busy():
@@ -188,6 +199,7 @@ class VoiceLoop:
             if pending is not None and not pending.confirmed.is_set() and self._robot_busy():
                 self._drop_speculation(pending)
         elif isinstance(event, UtteranceEnded):
+            self._speech_t = None
             utt = event.utterance
             self._emit(UtteranceCaptured(utt.speech_start, utt.speech_end, utt.forced, now))
             pending = self._pending
@@ -213,6 +225,8 @@ class VoiceLoop:
             self._set_state(LoopState.THINKING)
 
     def _start_turn(self, utt: Utterance, *, confirmed: bool) -> None:
+        if self._early is not None and not self._early.done():
+            self._early.cancel()  # the model's prefill stops at its next chunk: the turn needs the cores
         pending = self._confirmed(utt) if confirmed else _Pending(utt.speech_end, None)
         pending.carry_before = self._carry
         self._pending = pending
@@ -225,6 +239,35 @@ class VoiceLoop:
         if self._turn is not None:
             self._turn.cancel()
         self._emit(SpeculationDropped(self._now()))
+
+    def _maybe_hear_so_far(self, frame: AudioFrame) -> None:
+        """Every ``early_prefill_s`` of a child's speech, hear the words so far (one at a time, never
+        while the robot is busy with a turn)."""
+        every, start = self.config.early_prefill_s, self._speech_t
+        if not every or start is None or self._echo_run or not self.endpointer.in_speech or self._robot_busy():
+            return
+        if self._early is not None and not self._early.done():
+            return
+        spoken = frame.end - start
+        if spoken < self._early_next or spoken > self.config.mic_history_s - 0.25:
+            return
+        self._early_next = spoken + every
+        audio = self._mic_since(start - 0.1)
+        self._early = asyncio.get_running_loop().create_task(self._hear_so_far(audio), name="hear-so-far")
+
+    async def _hear_so_far(self, audio: np.ndarray) -> None:
+        """ASR of the speech so far, then the brain prefills the prompt those words begin. Only the
+        model's cache changes: nothing is said, stored or decided. Cancelled when a turn starts."""
+        try:
+            transcript = await self.asr.transcribe(audio)
+            if transcript.rejected or not transcript.text.strip():
+                return
+            self._emit(HeardSoFar(transcript.text, self._now()))
+            await self.brain.prefill_heard_so_far(transcript.text)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # noqa: BLE001 - an optimisation: the turn works without it
+            log.warning("[EARLY_PREFILL_FAILED] could not prefill the words so far: %r", err)
 
     def _mic_since(self, t: float) -> np.ndarray:
         parts = [f.samples for f in self._mic if f.end > t]

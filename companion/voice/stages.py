@@ -36,6 +36,8 @@ class Brain(Protocol):
 
     async def warm_next(self) -> int: ...
 
+    async def prefill_heard_so_far(self, heard: str) -> int: ...
+
 
 class Synthesizer(Protocol):
     """Text to speech (runs off the loop)."""

@@ -190,6 +190,8 @@ class ScriptedBrain:
         self.plan_s = plan_s
         self.safety = SafetyLayer(SafetyConfig(profanity_model=False))
         self.remembered: list[SpokenReply] = []
+        #: What the loop heard while the child was still talking (``prefill_heard_so_far``).
+        self.heard_so_far: list[str] = []
 
     async def plan(self, heard: str) -> TurnPlan:
         await asyncio.sleep(self.plan_s)
@@ -205,6 +207,10 @@ class ScriptedBrain:
         return len(self.remembered)
 
     async def warm_next(self) -> int:
+        return 0
+
+    async def prefill_heard_so_far(self, heard: str) -> int:
+        self.heard_so_far.append(heard)
         return 0
 
 
