@@ -170,3 +170,15 @@ def test_personal_questions_the_robot_was_never_told_get_no_guess():
         reply = answer_from_facts(question, [])
         assert reply is not None and "haven't told me" in reply and thing in reply, (question, reply)
     assert answer_from_facts("my sister is called amy", []) is None
+
+
+def test_questions_about_the_childs_likes_and_age_to_come_are_not_guessed():
+    from companion.memory.answers import answer_from_facts
+    from companion.memory.store import Fact
+
+    assert answer_from_facts("what football team do i like", []) == \
+        "You haven't told me which football team you like yet. Which one is it?"
+    assert "haven't told me how old" in answer_from_facts("how old will i be on my birthday", [])
+    age = Fact("age", "6", None, 0.0)
+    assert answer_from_facts("how old will i be on my birthday", [age]).endswith("you will be 7!")
+    assert answer_from_facts("how old am i", [age]) == "You told me you are 6 years old!"

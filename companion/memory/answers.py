@@ -16,7 +16,7 @@ from companion.memory.store import Fact
 
 _ASKS = [
     (r"\b(remember|know|what'?s|what is|say|tell me)\b.*\bmy name\b|\bwho am i\b", "name"),
-    (r"\bhow old am i\b|\b(remember|know|what'?s|what is)\b.*\bmy age\b", "age"),
+    (r"\bhow old (am i|will i be|i am|i'?ll be)\b|\b(remember|know|what'?s|what is)\b.*\bmy age\b", "age"),
     (r"\bmy (dog|cat|puppy|kitten|hamster|fish|goldfish|rabbit|bunny|bird|parrot|turtle|pony|horse|pet)\b.*"
      r"\b(called|name)\b|\bwhat'?s my (dog|cat|pet)'?s? name\b|\bwhat (pet|animal) do i have\b", "pet"),
     (r"\b(what|which|whats)( is| was|'s)? my fav(ou?rite)? (animal)\b", "favourite_animal"),
@@ -28,7 +28,7 @@ _ASKS = [
     (r"\b(what|whats|what's|when|who|where)\b[\w' ]{0,12}\bmy ((little |big |baby |older |younger )?"
      r"(sister|brother)'?s? name|middle name|last name|surname|birthday|teacher|hair|eyes|mum'?s? name|"
      r"dad'?s? name|mummy'?s? name|daddy'?s? name)\b", "personal"),
-    (r"\bwhat (\w+ )?do i (love|like)\b|\bwhat do i really (love|like)\b", "likes"),
+    (r"\b(what|which) (\w+ ){0,2}do i (love|like|support)\b|\bwhat do i really (love|like)\b", "likes"),
 ]
 
 
@@ -44,6 +44,10 @@ def _untold(kind: str, text: str) -> str:
         what = re.sub(r"\b(sister|brother|mum|dad|mummy|daddy)s\b", r"\1's", what)
         what = {"teacher": "teacher's name", "hair": "hair colour", "eyes": "eye colour"}.get(what, what)
         return f"You haven't told me your {what} yet. Will you tell me?"
+    if kind == "likes":
+        thing = re.search(r"\b(?:what|which) ((?:\w+ ){1,2})do i (love|like|support)\b", text)
+        if thing and thing.group(1).strip() not in ("else", "really"):
+            return f"You haven't told me which {thing.group(1).strip()} you {thing.group(2)} yet. Which one is it?"
     return {"name": "You haven't told me your name yet. What is it?",
             "age": "You haven't told me how old you are yet. How old are you?",
             "pet": "You haven't told me about a pet yet. Do you have one?",
@@ -71,6 +75,8 @@ def answer_from_facts(heard: str, facts: list[Fact]) -> str | None:
         if kind == "name":
             return f"Of course I remember! Your name is {v}."
         if kind == "age":
+            if re.search(r"\bwill i be\b|\bi'?ll be\b", text) and v.isdigit():
+                return f"You told me you are {v}, so on your next birthday you will be {int(v) + 1}!"
             return f"You told me you are {v} years old!"
         if kind == "pet":
             animal = re.search(r"\bmy (\w+)", text)
