@@ -182,3 +182,7 @@ def test_questions_about_the_childs_likes_and_age_to_come_are_not_guessed():
     age = Fact("age", "6", None, 0.0)
     assert answer_from_facts("how old will i be on my birthday", [age]).endswith("you will be 7!")
     assert answer_from_facts("how old am i", [age]) == "You told me you are 6 years old!"
+    assert answer_from_facts("how many brothers have i got", []) == \
+        "You haven't told me about your brothers yet. Will you tell me?"
+    sister = Fact("family", "sister Amy", None, 0.0)
+    assert answer_from_facts("do i have a sister?", [sister]) == "You told me about your sister Amy! Is there anyone else?"

@@ -28,6 +28,8 @@ _ASKS = [
     (r"\b(what|whats|what's|when|who|where)\b[\w' ]{0,12}\bmy ((little |big |baby |older |younger )?"
      r"(sister|brother)'?s? name|middle name|last name|surname|birthday|teacher|hair|eyes|mum'?s? name|"
      r"dad'?s? name|mummy'?s? name|daddy'?s? name)\b", "personal"),
+    (r"\bhow many (brothers|sisters|brothers and sisters|cousins|pets|dogs|cats) (have i got|do i have)\b|"
+     r"\bdo i have (a |any )?(brothers?|sisters?)\b", "family"),
     (r"\b(what|which) (\w+ ){0,2}do i (love|like|support)\b|\bwhat do i really (love|like)\b", "likes"),
 ]
 
@@ -44,6 +46,11 @@ def _untold(kind: str, text: str) -> str:
         what = re.sub(r"\b(sister|brother|mum|dad|mummy|daddy)s\b", r"\1's", what)
         what = {"teacher": "teacher's name", "hair": "hair colour", "eyes": "eye colour"}.get(what, what)
         return f"You haven't told me your {what} yet. Will you tell me?"
+    if kind == "family":
+        who = re.search(r"\b(brothers and sisters|brothers?|sisters?|cousins|pets|dogs|cats)\b", text)
+        what = who.group(1) if who else "family"
+        what = what if what.endswith("s") else what + "s"
+        return f"You haven't told me about your {what} yet. Will you tell me?"
     if kind == "likes":
         thing = re.search(r"\b(?:what|which) ((?:\w+ ){1,2})do i (love|like|support)\b", text)
         if thing and thing.group(1).strip() not in ("else", "really"):
@@ -88,6 +95,9 @@ def answer_from_facts(heard: str, facts: list[Fact]) -> str | None:
                 else f"Your favourite {kind.split('_', 1)[1]} is {v}!"
         if kind == "friend":
             return f"Your friend is {v}!"
+        if kind == "family":  # only the ones the child named: "how many" stays theirs to tell
+            told = " and ".join(f"your {p.split()[0]} {p.split()[1]}" if len(p.split()) == 2 else p for p in values[:3])
+            return f"You told me about {told}! Is there anyone else?"
         if kind == "likes":
             topic = re.search(r"\bwhat (\w+) do i", text)
             if topic and topic.group(1) not in ("do", "else"):
