@@ -36,9 +36,7 @@ def cmd_set_password(args: argparse.Namespace) -> int:
     if args.stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
-        password = getpass.getpass("new parent password: ")
-        if getpass.getpass("again: ") != password:
-            raise CompanionError("the two passwords differ", code="PARENT_PASSWORD_MISMATCH")
+        password = _ask_twice()
     store = MemoryStore(args.data_dir or default_data_dir())
     try:
         auth.set_password(store, password)
@@ -46,6 +44,24 @@ def cmd_set_password(args: argparse.Namespace) -> int:
         store.close()
     print("parent password set")
     return 0
+
+
+def _ask_twice() -> str:
+    """The password typed twice at a terminal. Anything else on stdin (a pipe, a file, nothing) is refused
+    with a code that names --stdin: getpass would read the pipe's one line, then end in an EOFError."""
+    if not sys.stdin.isatty():
+        raise CompanionError("stdin is not a terminal, so the password cannot be asked for twice; to read it "
+                             "from stdin, pass --stdin: echo PASSWORD | companion parent set-password --stdin",
+                             code="PARENT_PASSWORD_NO_TERMINAL")
+    try:
+        password = getpass.getpass("new parent password: ")
+        again = getpass.getpass("again: ")
+    except EOFError as err:
+        raise CompanionError("the password input ended before it was typed twice; to read it from stdin, pass "
+                             "--stdin", code="PARENT_PASSWORD_NO_TERMINAL") from err
+    if again != password:
+        raise CompanionError("the two passwords differ", code="PARENT_PASSWORD_MISMATCH")
+    return password
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -175,9 +175,14 @@ def create_app(memory: MemoryStore | MemoryWorker, config: CompanionConfig, *,
         store.erase_child(child)
         return page("message.html", request, message=f"Everything about {child} is erased.")
 
+    def settings_page_for(request: Request, settings: ps.ParentSettings, status: int = 200, **extra) -> Response:
+        default = config.memory.retention_days
+        return page("settings.html", request, status=status, settings=settings, personas=available_personas(),
+                    default_retention=ps.days_text(default),
+                    retention_in_force=ps.days_text(settings.retention_in_force(default)), **extra)
+
     def settings_page(request: Request) -> Response:
-        return page("settings.html", request, settings=ps.load(store), personas=available_personas(),
-                    default_retention=config.memory.retention_days)
+        return settings_page_for(request, ps.load(store))
 
     def save_settings(request: Request) -> Response:
         form = request.state.form
@@ -191,17 +196,16 @@ def create_app(memory: MemoryStore | MemoryWorker, config: CompanionConfig, *,
                 quiet_start=str(form.get("quiet_start", "")).strip(), quiet_end=str(form.get("quiet_end", "")).strip(),
                 daily_limit_min=limits,
                 deny_topics=tuple(t.strip() for t in str(form.get("deny_topics", "")).split(",") if t.strip()),
-                retention_days=int(form.get("retention_days") or 0), volume=int(form.get("volume") or 100),
+                retention_days=ps.parse_retention(str(form.get("retention_days", ""))),
+                volume=int(form.get("volume") or 100),
                 persona=str(form.get("persona", "")).strip())
             if new.persona and new.persona not in available_personas():
                 raise ConfigError(f"no persona {new.persona!r}", code="PARENT_SETTING_INVALID")
         except (ValueError, ConfigError) as err:
-            return page("settings.html", request, status=400, settings=ps.load(store), personas=available_personas(),
-                        default_retention=config.memory.retention_days, error=str(err))
+            return settings_page_for(request, ps.load(store), status=400, error=str(err))
         ps.save(store, new)
-        store.purge_expired(new.retention_days or config.memory.retention_days)
-        return page("settings.html", request, settings=new, personas=available_personas(),
-                    default_retention=config.memory.retention_days, saved=True)
+        store.purge_expired(new.retention_in_force(config.memory.retention_days))
+        return settings_page_for(request, new, saved=True)
 
     routes = [
         Route("/login", login_page, methods=["GET"]),

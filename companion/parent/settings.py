@@ -27,7 +27,7 @@ class ParentSettings:
     daily_limit_min: dict[str, int] = field(default_factory=dict)
     #: Topics the robot steers away from (added to the config file's safety.deny_topics).
     deny_topics: tuple[str, ...] = ()
-    #: Days transcripts are kept (0: the config file's memory.retention_days).
+    #: Days transcripts are kept (0: the config file's memory.retention_days; the form shows it empty).
     retention_days: int = 0
     #: Speaker volume, percent of the voice's own level.
     volume: int = 100
@@ -67,9 +67,36 @@ class ParentSettings:
         start, end, t = self.quiet_start, self.quiet_end, now.strftime("%H:%M")
         return start <= t < end if start <= end else (t >= start or t < end)
 
+    def retention_in_force(self, default_days: float) -> float:
+        """Days transcripts are kept now: the parent's choice, else the config file's."""
+        return float(self.retention_days) if self.retention_days else default_days
+
     def limit_s(self, child: str) -> float | None:
         minutes = self.daily_limit_min.get(child, 0)
         return minutes * 60.0 if minutes else None
+
+
+def days_text(days: float) -> str:
+    """``30.0`` -> "30 days": whole days as a parent reads them (a fraction only where the config has one)."""
+    text = f"{days:.0f}" if float(days).is_integer() else f"{days:.1f}"
+    return f"{text} day" if text == "1" else f"{text} days"
+
+
+def parse_retention(raw: str) -> int:
+    """The form's field: empty is the robot's default (stored as 0); a number is whole days, at least 1.
+    "0" is refused rather than read as "the default": a parent who types 0 means something else."""
+    raw = raw.strip()
+    if not raw:
+        return 0
+    try:
+        days = int(raw)
+    except ValueError as err:
+        raise ConfigError(f"keep transcripts for: {raw!r} is not a whole number of days",
+                          code="PARENT_SETTING_INVALID") from err
+    if days < 1:
+        raise ConfigError("keep transcripts for at least 1 day, or leave it empty for the robot's default",
+                          code="PARENT_SETTING_INVALID")
+    return days
 
 
 def load(store: MemoryStore) -> ParentSettings:
