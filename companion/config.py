@@ -49,6 +49,10 @@ class LLMConfig:
     spin: bool = RuntimeOptions.spin
     #: Conversation turns (child + robot) kept in the prompt, budget permitting.
     history_turns: int = 6
+    #: A smaller language model (manifest or imported name) the service starts with when ``model`` does
+    #: not fit the memory it may use (the unit's MemoryMax, the board's budget); "": none, it refuses to
+    #: start instead (MEMORY_BUDGET_EXCEEDED). Set by the board profiles.
+    small_model: str = ""
 
     def sampling(self) -> SamplingParams:
         return SamplingParams(
@@ -91,6 +95,11 @@ class HardwareConfig:
     profile: str = "auto"
     #: Board power while talking (from the profile), for energy estimates.
     power_watts: float = 10.0
+    #: Most memory the companion service may use on this board, in MB (from the profile); 0: no fixed
+    #: budget, only the board's RAM less ``memory_reserve_mb``. The unit's MemoryMax stays within it.
+    memory_budget_mb: int = 0
+    #: RAM left to the operating system and the robot's other software, in MB (from the profile).
+    memory_reserve_mb: int = 1024
 
 
 @dataclass(frozen=True)

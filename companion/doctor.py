@@ -34,6 +34,8 @@ def run_checks(config_path: Path | None, data_dir: Path) -> list[Finding]:
                                          f"llm threads {config.llm.threads}, asr {config.asr.model} "
                                          f"{config.asr.device}/{config.asr.compute_type}"))
     out += _models(config)
+    out += _leftovers()
+    out += _memory(config)
     out += _providers(config)
     out += _audio(config)
     out += _storage(data_dir)
@@ -76,6 +78,72 @@ def _models(config) -> list[Finding]:
             out.append(Finding("fail", f"model {role}", f"{name}: {problems[0]}; run `companion models prepare "
                                                          f"{name}`"))
     return out
+
+
+def _leftovers() -> list[Finding]:
+    from companion.models.cache import ModelCache
+    from companion.paths import models_cache_dir
+
+    return cache_leftovers(ModelCache(models_cache_dir()))
+
+
+def cache_leftovers(cache) -> list[Finding]:
+    """Folders of interrupted prepares in the model cache, each named with its size (a 1.5B export's
+    scratch is 14 GB: a robot's whole SD card). Nothing here: no line."""
+    out = []
+    for leftover in cache.leftovers():
+        size = f"{leftover.size / 1e9:.1f} GB"
+        if leftover.stale:
+            out.append(Finding("warn", "model cache", f"{leftover.path} ({size}) is left by an interrupted prepare "
+                                                      f"(pid {leftover.pid} is gone); the next `companion models "
+                                                      f"prepare` removes it, or delete it"))
+        else:
+            out.append(Finding("ok", "model cache", f"{leftover.path} ({size}): a prepare in progress "
+                                                    f"(pid {leftover.pid})"))
+    return out
+
+
+def _memory(config) -> list[Finding]:
+    from companion.hardware import memory_total_bytes
+    from companion.models.cache import ModelCache
+    from companion.paths import models_cache_dir
+    from companion.service.memory import configured_models, installed_unit_texts
+
+    total = memory_total_bytes()
+    try:
+        models = configured_models(config)
+    except CompanionError as err:
+        return [Finding("fail", "memory", f"[{err.code}] {err.message}")]
+    return memory_findings(models, ModelCache(models_cache_dir()), config.hardware, config.llm.small_model,
+                           installed_unit_texts(), total / 2**20 if total else None)
+
+
+def memory_findings(models: dict[str, str], cache, hardware, small_model: str, unit_texts: list[str],
+                    total_ram_mb: float | None) -> list[Finding]:
+    """The configured models' peak (measured by `companion bench`, else estimated) against the installed
+    unit's MemoryMax, or, with no unit installed, against the board's budget."""
+    from companion.models.footprint import memory_need
+    from companion.service.memory import board_budget_mb, unit_memory_max_mb
+
+    need = memory_need(models, cache)
+    then = f"the service starts with {small_model} instead" if small_model else "the service refuses to start"
+    fix = "re-run systemd/install.sh (it writes MemoryMax from the models: `companion service memory-max`)"
+    limit = unit_memory_max_mb(unit_texts, total_ram_mb)
+    if unit_texts and limit is not None:
+        if need.peak_mb > limit:
+            return [Finding("fail", "memory", f"the configured models need about {need.describe()}, more than the "
+                                              f"unit's MemoryMax of {limit:,.0f} MB: {then}; {fix}, or configure "
+                                              f"a smaller model")]
+        return [Finding("ok", "memory", f"the configured models need about {need.describe()}; the unit's MemoryMax "
+                                        f"is {limit:,.0f} MB")]
+    budget = board_budget_mb(hardware, total_ram_mb)
+    where = "the unit has no MemoryMax" if unit_texts else "the service is not installed"
+    if budget is not None and need.peak_mb > budget:
+        return [Finding("fail", "memory", f"the configured models need about {need.describe()}, more than the "
+                                          f"{hardware.profile} board's budget of {budget:,.0f} MB ({where}): {then}")]
+    detail = f"of the board's {budget:,.0f} MB" if budget is not None else "(the board's memory is unknown)"
+    return [Finding("warn" if unit_texts else "ok", "memory",
+                    f"the configured models need about {need.describe()} {detail}; {where}")]
 
 
 def _providers(config) -> list[Finding]:

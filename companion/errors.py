@@ -43,4 +43,6 @@ MODEL_EXPORT_DEPS_MISSING = "MODEL_EXPORT_DEPS_MISSING"
 MODEL_LOAD_FAILED = "MODEL_LOAD_FAILED"
 DISK_FULL = "DISK_FULL"
 OUT_OF_MEMORY = "OUT_OF_MEMORY"
+#: A staging folder of an interrupted prepare that could not be removed (``companion doctor`` names it).
+STAGING_LEFTOVER = "STAGING_LEFTOVER"
 

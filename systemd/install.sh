@@ -15,6 +15,13 @@ python3 -m venv "$dest/.venv"
 install -d -o companion -g companion /var/cache/companion /var/lib/companion
 sudo -u companion COMPANION_MODELS_DIR=/var/cache/companion/models "$dest/.venv/bin/companion" models prepare
 install -m 0644 "$dest/systemd/companion.service" /etc/systemd/system/companion.service
+# The unit's MemoryMax: the prepared models' peak (measured by `companion bench`, else estimated) plus a
+# margin, within this board's budget (its RAM less the profile's reserve). `companion doctor` checks it;
+# a model that does not fit makes the service start with the profile's small model, or refuse.
+install -d -m 0755 /etc/systemd/system/companion.service.d
+sudo -u companion COMPANION_MODELS_DIR=/var/cache/companion/models "$dest/.venv/bin/companion" service memory-max \
+    > /etc/systemd/system/companion.service.d/memory.conf
+chmod 0644 /etc/systemd/system/companion.service.d/memory.conf
 systemctl daemon-reload
 systemctl enable --now companion.service
 sudo -u companion COMPANION_MODELS_DIR=/var/cache/companion/models COMPANION_DATA_DIR=/var/lib/companion \

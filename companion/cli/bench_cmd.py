@@ -72,6 +72,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     figures = loop.run(config, ModelCache(models_cache_dir()), audio_dir=args.audio_dir, limit=args.limit,
                        service=not args.no_service, config_path=args.config, llm_isolated=not args.no_llm_alone,
                        cloud_price_per_1k=args.cloud_price if args.cloud_price is not None else loop.DEFAULT_CLOUD_PRICE)
+    if args.limit is None and figures.get("rss_mb"):
+        # The whole agent's peak with these models: doctor and the unit's MemoryMax use it from now on.
+        from companion.models.footprint import record_measured_peak
+        from companion.service.memory import configured_models
+
+        record_measured_peak(ModelCache(models_cache_dir()), configured_models(config),
+                             figures["rss_mb"] * 1000 / 1024)  # rss_mb is ru_maxrss (KiB) / 1000; here MiB
     if args.plot is not None and figures["example_turn"]:
         from companion.bench.plot import timeline_png
 

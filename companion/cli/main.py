@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     from companion.cli import (bench_cmd, chat_cmd, demo_cmd, eval_cmd, memory_cmd, models_cmd, parent_cmd,
-                               voice_cmd)
+                               service_cmd, voice_cmd)
 
     models_cmd.add_parser(sub)
     chat_cmd.add_parser(sub)
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     memory_cmd.add_parser(sub)
     eval_cmd.add_parser(sub)
     parent_cmd.add_parser(sub)
+    service_cmd.add_parser(sub)
     return parser
 
 

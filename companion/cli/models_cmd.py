@@ -23,12 +23,16 @@ def add_parser(sub) -> None:
     pp.add_argument("names", nargs="*", help="models to prepare (default: all marked for preparation)")
     pp.add_argument("--force", action="store_true", help="prepare again even when up to date")
     pp.add_argument("--no-progress", action="store_true")
+    pp.add_argument("--skip-memory-check", action="store_true",
+                    help="export a language model even where its estimated peak memory exceeds what is available")
     pp.set_defaults(func=cmd_prepare)
     ip = msub.add_parser("import-llm", help="export another chat model (checkpoint folder or .gguf) into the cache")
     ip.add_argument("source", help="Hugging Face checkpoint folder, .gguf file, or hub id (with --allow-hub)")
     ip.add_argument("--name", required=True, help="name to use in [llm] model")
     ip.add_argument("--quantize", choices=("int4", "int8", "none"), default="int4")
     ip.add_argument("--allow-hub", action="store_true", help="online robots only: let optimum fetch a hub id")
+    ip.add_argument("--skip-memory-check", action="store_true",
+                    help="export even where the estimated peak memory exceeds what is available")
     ip.set_defaults(func=cmd_import_llm)
     vp = msub.add_parser("verify", help="re-hash every prepared file against its checksum")
     vp.add_argument("names", nargs="*")
@@ -80,7 +84,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     progress = not args.no_progress and sys.stderr.isatty()
     for m in manifests:
         print(f"{m.name}: preparing ({m.role})...", file=sys.stderr, flush=True)
-        result = prepare(m, cache, force=args.force, progress=progress)
+        result = prepare(m, cache, force=args.force, progress=progress, check_memory=not args.skip_memory_check)
         print(f"{m.name}: {result.status} in {result.seconds:.1f} s -> {result.path}", flush=True)
     if any(m.role == "encoder" for m in manifests):
         _prepare_knowledge(cache)
@@ -107,7 +111,8 @@ def cmd_import_llm(args: argparse.Namespace) -> int:
 
     if args.name in _lm(manifests_dir()):
         raise ModelError(f"'{args.name}' is a manifest model; pick another name", code="MODEL_NAME_TAKEN")
-    result = import_llm(args.source, args.name, _cache(), quantize=args.quantize, allow_hub=args.allow_hub)
+    result = import_llm(args.source, args.name, _cache(), quantize=args.quantize, allow_hub=args.allow_hub,
+                        check_memory=not args.skip_memory_check)
     print(f"{args.name}: {result.status} in {result.seconds:.1f} s -> {result.path}")
     print(f"use it with: [llm] model = \"{args.name}\" in configs/companion.toml")
     return 0

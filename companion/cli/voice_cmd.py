@@ -102,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from companion.service.runner import install_stop_signals, serve
     from companion.voice.runtime import load_voice_models
 
-    config = _config(args)
+    config = fit_memory(_config(args))
     child = check_child_name(args.child or config.children.default)
     memory = MemoryStore(args.data_dir or default_data_dir())
     worker = MemoryWorker(memory)
@@ -154,6 +154,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         notifier.close()
     print(f"stopped after {turns} turns")
     return 0
+
+
+def fit_memory(config: CompanionConfig) -> CompanionConfig:
+    """The config the robot starts with: the configured language model where its peak fits the memory this
+    process may use (the unit's MemoryMax, else the board's budget), else the profile's small model (a
+    logged MEMORY_FALLBACK_SMALL_MODEL), else MEMORY_BUDGET_EXCEEDED. Decided before any model is loaded,
+    so that the kernel never kills the robot in the middle of a reply."""
+    import logging
+    from dataclasses import replace
+
+    from companion.models.cache import ModelCache
+    from companion.paths import models_cache_dir
+    from companion.service.memory import MEMORY_FALLBACK_SMALL_MODEL, plan_start
+
+    plan = plan_start(config, ModelCache(models_cache_dir()))
+    if not plan.fallback:
+        return config
+    logging.getLogger(__name__).warning("[%s] %s", MEMORY_FALLBACK_SMALL_MODEL, plan.reason)
+    return replace(config, llm=replace(config.llm, model=plan.llm))
 
 
 def _print_words(event) -> None:

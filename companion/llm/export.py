@@ -4,7 +4,9 @@ This is the only module that imports torch, transformers and optimum (the
 ``export`` extra). ``companion models prepare`` runs it in a child process
 (``python -m companion.llm.export``) so that a crash or the kernel's OOM killer
 during export is reported with a code instead of taking the caller down, and so
-the ~6 GB the export needs is returned to the system when it ends.
+the memory the export needs (11-16 GB for the 1.5B with int4, about twice that with int8;
+README, and ``companion/models/export_memory.py``, which checks it before starting) is
+returned to the system when it ends.
 """
 
 from __future__ import annotations

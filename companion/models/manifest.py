@@ -199,7 +199,12 @@ def _files_digest(data: dict) -> str:
     import json
 
     keep = {k: data.get(k) for k in ("name", "packages", "artifacts", "convert")}
-    version = _RECIPE_VERSIONS.get((data.get("convert") or {}).get("recipe"), 1)
+    convert = dict(data.get("convert") or {})
+    if convert.get("recipe") == "llm-onnx" and convert.get("quantize", "int4") == "int4":
+        # The block size in force, named or not: a manifest that leaves it to INT4_BLOCK_SIZE is stale
+        # when that changes, and naming the default or leaving it out is the same manifest.
+        keep["convert"] = {**convert, "block_size": convert.get("block_size", INT4_BLOCK_SIZE)}
+    version = _RECIPE_VERSIONS.get(convert.get("recipe"), 1)
     if version > 1:  # the exporter changed what it makes: models prepared by the older one are stale
         keep["recipe_version"] = version
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()

