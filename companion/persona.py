@@ -80,8 +80,16 @@ def cap_words(text: str, max_words: int) -> str:
     words = text.split()
     if len(words) <= max_words:
         return text.strip()
+    from companion.tts.clauses import ends_sentence
+
+    sentences: list[str] = []
+    for part in _SENTENCE.split(text.strip()):  # "Mr. Fox" is one sentence, not two
+        if sentences and not ends_sentence(sentences[-1]):
+            sentences[-1] += " " + part
+        else:
+            sentences.append(part)
     kept, count = [], 0
-    for sentence in _SENTENCE.split(text.strip()):
+    for sentence in sentences:
         n = len(sentence.split())
         if count + n > max_words:
             break

@@ -16,7 +16,12 @@ from companion.llm.generate import Gate, GenerationResult, TokenEvent
 from companion.llm.sampling import SamplingParams
 from companion.persona import cap_words
 from companion.safety.check import SafetyVerdict
-from companion.tts.clauses import ClauseSplitter
+from companion.tts.clauses import ClauseSplitter, ends_sentence
+
+
+def cap_margin(max_words: int) -> int:
+    """Words past the cap allowed to finish a sentence already begun (a quarter of the cap, at least 6)."""
+    return max(6, max_words // 4)
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,10 @@ class OutputGuard:
 
     A clause that fails the output check is never spoken: it is replaced by the safety
     layer's redirect and the rest of the reply is dropped. The persona's word cap ends the
-    reply at the last whole clause that fits (a first clause longer than the cap is cut).
+    reply at a sentence's end: the reply stops before a clause that would pass the cap when what
+    was said ends a sentence; a sentence already begun is finished within ``cap_margin`` more
+    words, and only one that runs on past even that is cut, at its last sentence end or word that
+    fits. Clauses already spoken can't be taken back, so this is decided clause by clause.
     """
 
     def __init__(self, plan: TurnPlan) -> None:
@@ -52,6 +60,8 @@ class OutputGuard:
         self._splitter = ClauseSplitter()
         self._words = 0
         self._index = 0
+        #: What was passed so far stops mid-sentence (a clause cut at a comma).
+        self._open = False
         #: No more chunks will come (capped or blocked).
         self.done = False
         #: The verdict that stopped the reply, if a clause failed the check.
@@ -79,13 +89,22 @@ class OutputGuard:
                 out.append(self._chunk(self._plan.guard.reply(verdict, self._plan.heard), "guard", verdict))
                 break
             n = len(piece.split())
-            if self._words + n > self._plan.max_words:
-                self.done = True
-                if self._words == 0:
-                    out.append(self._chunk(cap_words(piece, self._plan.max_words), "model"))
-                break
+            cap = self._plan.max_words
+            if self._words + n > cap:
+                if self._words and not self._open:
+                    self.done = True  # the reply so far ends a sentence: stop here
+                    break
+                room = cap + cap_margin(cap) - self._words if self._words else cap
+                if n > room:
+                    out.append(self._chunk(cap_words(piece, room), "model"))
+                    self.done = True
+                    break
             self._words += n
+            self._open = not ends_sentence(piece)
             out.append(self._chunk(piece, "model"))
+            if self._words >= cap and not self._open:
+                self.done = True
+                break
         return out
 
     def line(self, text: str) -> list[ReplyChunk]:

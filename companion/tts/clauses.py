@@ -15,6 +15,34 @@ from dataclasses import dataclass
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*(\s|$)")
 _CLAUSE_END = re.compile(r"[,;:—–]\s")
+#: Words whose full stop ends no sentence ("Mr. Fox", "Dr. Bear", "Mt. Everest").
+_ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "st", "mt", "prof", "vs", "etc", "eg", "ie", "no"})
+
+
+def _is_abbreviation(text: str, end: int) -> bool:
+    """The full stop ending at ``end`` follows an abbreviation, or a single letter ("J. K.")."""
+    word = re.search(r"([A-Za-z.]+)\.$", text[:end].rstrip())
+    if word is None:
+        return False
+    plain = word.group(1).replace(".", "").lower()
+    return plain in _ABBREVIATIONS or len(plain) == 1 and word.group(1)[0].isupper()
+
+
+def ends_sentence(text: str) -> bool:
+    """``text`` ends with a sentence's end (not an abbreviation's full stop)."""
+    text = text.rstrip()
+    m = re.search(r"[.!?…]+[\"')\]]*$", text)
+    return m is not None and not (text[m.start():m.end()].startswith(".") and m.end() - m.start() == 1
+                                  and _is_abbreviation(text, len(text)))
+
+
+def _sentence_end(buf: str) -> re.Match | None:
+    for m in _SENTENCE_END.finditer(buf):
+        stop = buf[:m.end()].rstrip()
+        if stop.endswith(".") and not stop.endswith("..") and _is_abbreviation(stop, len(stop)):
+            continue
+        return m
+    return None
 
 
 @dataclass(frozen=True)
@@ -47,7 +75,7 @@ class ClauseSplitter:
 
     def _next_piece(self) -> str | None:
         buf = self._buf
-        m = _SENTENCE_END.search(buf)
+        m = _sentence_end(buf)
         cut = m.end() if m else None
         min_words = self.config.first_min_words if self._emitted == 0 else self.config.long_words
         for cm in _CLAUSE_END.finditer(buf):

@@ -1,0 +1,76 @@
+"""The word cap ends a reply at a sentence's end, never mid-word or on an abbreviation (brain/guard.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from companion.brain.guard import OutputGuard, cap_margin
+from companion.tts.clauses import ClauseSplitter
+from companion.voice.testing import ScriptedBrain
+
+
+def _said(reply: str, max_words: int) -> str:
+    plan = asyncio.run(ScriptedBrain(max_words=max_words).plan("tell me a story"))
+    guard = OutputGuard(plan)
+    chunks = []
+    for word in reply.split(" "):  # token by token, as the model writes
+        chunks += guard.push(word + " ")
+        if guard.done:
+            break
+    if not guard.done:
+        chunks += guard.flush()
+    return " ".join(c.text for c in chunks)
+
+
+STORY = ("Once upon a time, there was a fox called Mr. Fox who lived in a little den by the river. "
+         "Every morning he went to look for breakfast in the forest with his friend Dr. Owl, who knew every tree. "
+         "One day they found a shiny blue egg under a big old oak tree.")
+
+
+def test_a_capped_story_ends_at_a_sentence_end_not_on_an_abbreviation():
+    for cap in (20, 25, 30, 40, 60):
+        said = _said(STORY, cap)
+        assert said.endswith((".", "!", "?")), (cap, said)
+        assert not said.endswith(("Mr.", "Dr.")), (cap, said)
+        assert len(said.split()) <= cap + cap_margin(cap), (cap, said)
+        assert STORY.startswith(said)  # whole sentences of the story, in order
+
+
+def test_a_sentence_begun_is_finished_within_the_margin_and_a_run_on_one_is_cut_at_a_word():
+    # 20 words: the first sentence (19 words after its comma clause) is finished although it passes the cap.
+    said = _said(STORY, 20)
+    assert said == STORY.split(" Every")[0]
+    run_on = "Once upon a time, " + " ".join(["there was a very long sentence that never ends"] * 6)
+    said = _said(run_on, 12)
+    assert said.startswith("Once upon a time,") and len(said.split()) <= 12 + cap_margin(12)
+    assert all(w in run_on.split() for w in said.rstrip(".").split())  # whole words only
+
+
+def test_the_splitter_does_not_end_a_sentence_on_a_title():
+    splitter = ClauseSplitter()
+    pieces = splitter.push("We met Mr. Fox and Dr. Owl today. ") + splitter.flush()
+    assert pieces == ["We met Mr. Fox and Dr. Owl today."]
+
+
+def test_and_then_continues_the_story_that_the_cap_ended(tiny_model_dir):
+    """The capped story is what the model sees last, so "and then?" is answered by going on with it."""
+    from companion.brain.conversation import Conversation, SpokenReply
+    from companion.config import CompanionConfig
+    from companion.llm.generate import Generator
+
+    generator = Generator(tiny_model_dir)
+    conversation = Conversation(generator, CompanionConfig(), "kid", None, None)
+
+    told = _said(STORY, 25)
+
+    async def go():
+        plan = await conversation.plan("tell me a story about a fox")
+        await conversation.remember(SpokenReply(plan, told))
+        again = await conversation.plan("and then?")
+        return told, again, await conversation.messages("and then?")
+
+    told, again, messages = asyncio.run(go())
+    generator.close()
+    assert again.kind == "model"
+    assert [m.role for m in messages[-3:]] == ["user", "assistant", "user"]
+    assert messages[-2].content == told and messages[-1].content == "and then?"
