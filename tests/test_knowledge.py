@@ -134,3 +134,16 @@ def test_sums_are_worked_out_not_retrieved():
     assert arithmetic_fact("how much is twenty-one and three") == "Twenty-one and three makes twenty-four."
     assert arithmetic_fact("i have two dogs and three cats") is None  # no sum asked
     assert arithmetic_fact("what is 10 divided by 3") is None  # no whole answer: no card
+
+
+def test_the_number_next_to_another_and_a_words_spelling_are_worked_out():
+    from companion.knowledge.arithmetic import worked_fact
+
+    assert worked_fact("what comes after twenty") == "After twenty comes twenty-one."
+    assert worked_fact("what number comes before ten?") == "Before ten comes nine."
+    assert worked_fact("whats one more than 99") == "One more than ninety-nine is one hundred."
+    assert worked_fact("How do you spell elephant?") == "Elephant is spelled E, L, E, P, H, A, N, T."
+    assert worked_fact("what is eight plus five") == "Eight plus five makes thirteen."
+    for not_asked in ("what comes after the rain", "what comes before zero", "spell my name please",
+                      "i can spell dog"):
+        assert worked_fact(not_asked) is None, not_asked

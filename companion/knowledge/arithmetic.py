@@ -61,3 +61,52 @@ def arithmetic_fact(heard: str) -> str | None:
         result, verb = a // b, "makes"
     said = f"{spoken(a)} {op_word} {spoken(b)} {verb} {spoken(result)}."
     return said[0].upper() + said[1:]
+
+
+_NEIGHBOUR = re.compile(
+    rf"\b(?:what|which|whats|what's)\s+(?:number\s+)?(?:comes\s+|is\s+|goes\s+|'s\s+)?(?:right\s+|just\s+)?"
+    rf"(after|before)\s+{_NUMBER}\b|\b(one more|one less)\s+than\s+{_NUMBER}\b")
+
+
+def neighbour_fact(heard: str) -> str | None:
+    """'what comes after twenty' -> 'After twenty comes twenty-one.'; None when not asked."""
+    text = heard.lower()
+    match = _NEIGHBOUR.search(text)
+    if match is None:
+        return None
+    if match.group(1):
+        where, n = match.group(1), _value(match.group(2))
+        other = n + 1 if where == "after" else n - 1
+        if other < 0:
+            return None
+        said = f"{where} {spoken(n)} comes {spoken(other)}."
+    else:
+        which, n = match.group(3), _value(match.group(4))
+        other = n + 1 if which == "one more" else n - 1
+        if other < 0:
+            return None
+        said = f"{which} than {spoken(n)} is {spoken(other)}."
+    return said[0].upper() + said[1:]
+
+
+_SPELL = re.compile(r"(?:\bhow (?:do|would|can|should) (?:you|i|we) spell|\b(?:can|could) you spell|"
+                    r"^(?:please |pip )?spell)\s+"
+                    r"(?:the word\s+)?[\"']?([a-z]{1,15})[\"']?\s*[?.!]?\s*$")
+
+
+def spelling_fact(heard: str) -> str | None:
+    """'how do you spell dog' -> 'Dog is spelled D, O, G.' (letters apart, so the voice says each one)."""
+    match = _SPELL.search(heard.lower().strip())
+    if match is None:
+        return None
+    word = match.group(1)
+    return f"{word.capitalize()} is spelled {', '.join(word.upper())}."
+
+
+def worked_fact(heard: str) -> str | None:
+    """A fact worked out exactly from the words (a sum, the number after one, a word's spelling)."""
+    for work in (arithmetic_fact, neighbour_fact, spelling_fact):
+        fact = work(heard)
+        if fact is not None:
+            return fact
+    return None

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from companion.encoder.runtime import SentenceEncoder
-from companion.knowledge.arithmetic import arithmetic_fact
+from companion.knowledge.arithmetic import worked_fact
 from companion.knowledge.cards import FactCard, digest
 
 log = logging.getLogger(__name__)
@@ -111,8 +111,8 @@ class Knowledge:
         """The cards for ``text``; a statement (``question`` False) needs a closer match."""
         if not text.strip() or not self.config.enabled:
             return ()
-        worked = arithmetic_fact(text)
-        if worked is not None:  # exact, and no card about another sum beside it
+        worked = worked_fact(text)
+        if worked is not None:  # exact, and no card about another sum (or word) beside it
             return (Retrieved(FactCard("arithmetic", "words", worked, ()), 1.0),)
         query = self.encoder.encode_one(text)
         floor = self.config.min_similarity if question else max(self.config.min_similarity,
