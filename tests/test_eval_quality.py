@@ -314,3 +314,15 @@ def test_questions_are_told_from_news_even_after_a_filler(heard, question):
     from companion.brain.prompt import looks_like_question
 
     assert looks_like_question(heard) is question
+
+
+@pytest.mark.parametrize("heard, factual", [
+    ("why do cats purr", True), ("can you tell me about sharks?", True), ("do you know why the sea is salty", True),
+    ("How far away is the moon?", True), ("Do you like pizza?", False), ("Hello robot, how are you today?", False),
+    ("Can you tell me a story about a dragon?", False), ("can we play a game?", False),
+    ("what's your favourite colour", False), ("I have a puppy", False),
+])
+def test_only_questions_a_fact_can_answer_get_cards_at_the_question_threshold(heard, factual):
+    from companion.brain.prompt import asks_for_facts
+
+    assert asks_for_facts(heard) is factual

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 
 from companion.brain.guard import reply_chunks
 from companion.brain.plan import Brief, TurnContext, TurnPlan, plan_turn, prefix_messages, prompt_messages
-from companion.brain.prompt import History, looks_like_question, with_exchange
+from companion.brain.prompt import History, asks_for_facts, with_exchange
 from companion.config import CompanionConfig
 from companion.errors import CompanionError, ConfigError
 from companion.knowledge.index import Knowledge
@@ -214,7 +214,7 @@ class Conversation:
         cards_task = None
         if self.knowledge is not None and heard:
             cards_task = asyncio.ensure_future(asyncio.to_thread(self.knowledge.find, heard,
-                                                                 question=looks_like_question(heard)))
+                                                                 question=asks_for_facts(heard)))
         stored: dict = {"parent": self._parent}
         try:
             if self.memory is not None:

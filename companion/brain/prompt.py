@@ -100,6 +100,20 @@ def looks_like_question(heard: str) -> bool:
     return bool(_QUESTION.search(heard.strip()))
 
 
+#: Questions to the robot about itself, and asks to play or for a story: no fact answers them.
+_NOT_FOR_FACTS = re.compile(
+    r"\b(do|did|can|will|would|are|were|have|could) you (really )?(like|love|want|feel|have|play|sleep|eat|"
+    r"miss|remember|think i)\b|\bhow are you\b|\bhow old are you\b|\bwhat('?s| is| are) your\b|"
+    r"\bwho are you\b|\bare you (ok|okay|happy|sad|tired|a )|\b(tell|make up|read) (me |us )?(a |another )?"
+    r"(story|joke|poem|riddle)\b|\b(can|could|shall) we\b|\blet'?s\b|\bdo you want to\b", re.IGNORECASE)
+
+
+def asks_for_facts(heard: str) -> bool:
+    """A question a true fact may answer ("why do cats purr", "can you tell me about sharks"), not one
+    to the robot about itself ("do you like pizza", "how are you") or an ask to play or hear a story."""
+    return looks_like_question(heard) and not _NOT_FOR_FACTS.search(heard)
+
+
 def knowledge_message(cards: Sequence[str]) -> ChatMessage | None:
     """The fact cards that match what the child said, right before the child's words (grounding).
 
