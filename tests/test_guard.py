@@ -52,6 +52,13 @@ def test_the_splitter_does_not_end_a_sentence_on_a_title():
     assert pieces == ["We met Mr. Fox and Dr. Owl today."]
 
 
+def _roomy(config):
+    """The tiny model's tokenizer spends ~900 tokens on the persona: room for the history."""
+    from dataclasses import replace
+
+    return replace(config, memory=replace(config.memory, prompt_tokens=4096))
+
+
 def test_and_then_continues_the_story_that_the_cap_ended(tiny_model_dir):
     """The capped story is what the model sees last, so "and then?" is answered by going on with it."""
     from companion.brain.conversation import Conversation, SpokenReply
@@ -59,7 +66,7 @@ def test_and_then_continues_the_story_that_the_cap_ended(tiny_model_dir):
     from companion.llm.generate import Generator
 
     generator = Generator(tiny_model_dir)
-    conversation = Conversation(generator, CompanionConfig(), "kid", None, None)
+    conversation = Conversation(generator, _roomy(CompanionConfig()), "kid", None, None)
 
     told = _said(STORY, 25)
 
@@ -74,3 +81,28 @@ def test_and_then_continues_the_story_that_the_cap_ended(tiny_model_dir):
     assert again.kind == "model"
     assert [m.role for m in messages[-3:]] == ["user", "assistant", "user"]
     assert messages[-2].content == told and messages[-1].content == "and then?"
+
+
+def test_the_exchange_prefilled_while_the_reply_plays_is_what_the_next_prompt_starts_with(tiny_model_dir):
+    """``warm_next(expected)`` runs before the reply is remembered; the next turn's prompt then finds
+    everything up to the child's new words in the prefix cache."""
+    from companion.brain.conversation import Conversation, SpokenReply
+    from companion.config import CompanionConfig
+    from companion.llm.generate import Generator
+
+    generator = Generator(tiny_model_dir)
+    conversation = Conversation(generator, _roomy(CompanionConfig()), "kid", None, None)
+
+    async def go():
+        plan = await conversation.plan("why is the sky blue")
+        spoken = SpokenReply(plan, "Because air scatters blue light. Isn't that fun?")
+        generator.prefix_cache.clear()
+        warmed = await conversation.warm_next(spoken)  # the reply is still playing
+        await conversation.remember(spoken)
+        return warmed, await conversation.plan("and the sea?")
+
+    warmed, after = asyncio.run(go())
+    cached, _ = generator.prefix_cache.longest_prefix(list(after.prompt))
+    generator.close()
+    uncached = generator.tokenizer.decode(list(after.prompt[cached:]))
+    assert cached == warmed and "scatters" not in uncached and "and the sea?" in uncached

@@ -51,6 +51,8 @@ def test_two_plain_turns():
     assert first == ["HEARING", "SpeechDetected", "HeardSoFar", "Transcribed", "FirstToken", "UtteranceCaptured",
                      "THINKING", "SPEAKING", "ClauseSpoken", "ClauseSpoken", "TurnCompleted", "LISTENING"]
     assert run.spoken == ["That is lovely. Tell me more!"] * 2
+    # Each reply's exchange is prefilled while it still plays, with the words it is about to have said.
+    assert run.brain.warmed_ahead == ["That is lovely. Tell me more!"] * 2
     # 1.2 s of speech: heard once after 1 s while the child talked (its prompt prefilled); 0.8 s: not.
     assert run.brain.heard_so_far == ["Tell me about the moon."]
     assert [s.plan.heard for s in run.brain.remembered] == ["Tell me about the moon.", "What do cows eat?"]

@@ -265,14 +265,22 @@ class Conversation:
                                                 spoken.said, self.model.tokenizer, self.config.llm.history_turns)
         return turn_id
 
-    async def warm_next(self) -> int:
+    async def warm_next(self, expected: SpokenReply | None = None) -> int:
         """Prefill the next turn's fixed part (persona, facts, history) while the child is talking.
 
         Recalled turns and the child's words come after it, so the next turn only prefills those.
-        Returns the prefix length in tokens.
+        With ``expected`` (the reply the robot is about to finish saying), the history is the one
+        ``remember`` will make of it: the loop calls this while the reply is still playing, so the
+        exchange just had (~60-160 tokens; the old prompt had the fact cards between the history and
+        it) is in the cache before the child answers. Returns the prefix length in tokens.
         """
         ctx = await self.context("")
         brief = self._adopt(ctx.parent)
+        if expected is not None and expected.plan.kind != "safety" and expected.blocked is None:
+            plan = expected.plan
+            history = await asyncio.to_thread(with_exchange, plan.history, None, plan.stored_heard, expected.said,
+                                              self.model.tokenizer, self.config.llm.history_turns)
+            ctx = replace(ctx, history=history)
         prefix = await asyncio.to_thread(prefix_messages, ctx, brief)
         return await self.model.prefill(prefix)
 

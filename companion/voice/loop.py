@@ -99,7 +99,8 @@ class VoiceLoop:
         self.records: deque[TurnRecord] = deque(maxlen=config.records_kept)
         self.events: deque[LoopEvent] = deque(maxlen=config.events_kept)
         self._turn: asyncio.Task | None = None
-        self._warming: asyncio.Task | None = None
+        #: Prefills of the next prompt in flight (awaited when the loop ends).
+        self._warming: set[asyncio.Task] = set()
         #: Microphone frames of the last ``mic_history_s`` seconds (for echo checks), trimmed by time.
         self._mic: deque[AudioFrame] = deque()
         self._echo_run = False
@@ -155,7 +156,7 @@ class VoiceLoop:
                 await asyncio.gather(self._turn, return_exceptions=True)
             if self._early is not None and not self._early.done():
                 self._early.cancel()
-            for task in (self._warming, self._early):
+            for task in (*self._warming, self._early):
                 if task is not None:
                     await asyncio.gather(task, return_exceptions=True)
         return list(self.records)
@@ -388,6 +389,7 @@ class VoiceLoop:
 
     async def _speak(self, turn: _Turn) -> None:
         tag = self._turn_index + 1
+        queued: list[str] = []
         while (chunk := await turn.clauses.get()) is not None:
             if chunk.blocked is not None:
                 # The unsafe clause was never queued; this is the redirect that replaces the rest.
@@ -414,6 +416,9 @@ class VoiceLoop:
                     await asyncio.sleep(hold)
             self.player.enqueue(speech.samples * turn.plan.volume, speech.rate, tag=tag,
                                 on_start=self._on_clause_start(turn, chunk))
+            queued.append(chunk.text)
+        if queued:  # all synthesised and queued: while it plays, the cores are free for the next prompt
+            self._warm_next(SpokenReply(turn.plan, " ".join(queued), blocked=turn.blocked))
         await self.player.drain()
 
     def _on_clause_start(self, turn: _Turn, chunk: ReplyChunk) -> Callable[[float], None]:
@@ -448,16 +453,19 @@ class VoiceLoop:
         self._emit(TurnCompleted(record, self._now()))
         self._warm_next()
 
-    def _warm_next(self) -> None:
-        """Prefill the next prompt's fixed part on the model's worker while the child talks (off the loop)."""
-        task = asyncio.get_running_loop().create_task(self.brain.warm_next(), name="warm-next")
+    def _warm_next(self, expected: SpokenReply | None = None) -> None:
+        """Prefill the next prompt's fixed part on the model's worker (off the loop): while the reply
+        plays (``expected``: what it will have said), and again once it is remembered (a no-op when
+        it went as expected)."""
+        task = asyncio.get_running_loop().create_task(self.brain.warm_next(expected), name="warm-next")
 
         def done(t: asyncio.Task) -> None:
+            self._warming.discard(t)
             if not t.cancelled() and t.exception() is not None:
                 log.warning("[LLM_WARM_FAILED] could not prefill the next prompt: %r", t.exception())
 
+        self._warming.add(task)
         task.add_done_callback(done)
-        self._warming = task
 
 
 async def _together(*coros) -> None:

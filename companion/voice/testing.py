@@ -190,6 +190,8 @@ class ScriptedBrain:
         self.plan_s = plan_s
         self.safety = SafetyLayer(SafetyConfig(profanity_model=False))
         self.remembered: list[SpokenReply] = []
+        #: Replies whose exchange was prefilled while they were still playing (``warm_next(expected)``).
+        self.warmed_ahead: list[str] = []
         #: What the loop heard while the child was still talking (``prefill_heard_so_far``).
         self.heard_so_far: list[str] = []
 
@@ -206,7 +208,9 @@ class ScriptedBrain:
         self.remembered.append(spoken)
         return len(self.remembered)
 
-    async def warm_next(self) -> int:
+    async def warm_next(self, expected: SpokenReply | None = None) -> int:
+        if expected is not None:
+            self.warmed_ahead.append(expected.said)
         return 0
 
     async def prefill_heard_so_far(self, heard: str) -> int:
