@@ -106,3 +106,24 @@ def test_the_exchange_prefilled_while_the_reply_plays_is_what_the_next_prompt_st
     generator.close()
     uncached = generator.tokenizer.decode(list(after.prompt[cached:]))
     assert cached == warmed and "scatters" not in uncached and "and the sea?" in uncached
+
+
+def test_no_stock_sentence_comes_back_in_a_ten_turn_conversation(tiny_model_dir):
+    """Every reply of the conversation so far (up to ten) is passed to the sampler as n-grams to avoid."""
+    from companion.brain.conversation import Conversation, SpokenReply
+    from companion.config import CompanionConfig
+    from companion.llm.generate import Generator
+
+    generator = Generator(tiny_model_dir)
+    conversation = Conversation(generator, _roomy(CompanionConfig()), "kid", None, None)
+    stock = "Let me know if you have any other questions."
+
+    async def go():
+        for i, said in enumerate([stock] + [f"That is lovely number {n}." for n in range(8)]):
+            plan = await conversation.plan(f"line {i}")
+            await conversation.remember(SpokenReply(plan, said))
+        return await conversation.plan("thats a good idea")
+
+    plan = asyncio.run(go())
+    generator.close()
+    assert tuple(generator.tokenizer.encode(stock)) in plan.avoid

@@ -34,8 +34,9 @@ from companion.safety.check import SafetyLayer, SafetyVerdict
 
 _CHILD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
 
-#: The robot's own last replies whose n-grams it does not say again.
-RECENT_SAID = 4
+#: The robot's own last replies whose n-grams it does not say again: a whole 10-turn conversation
+#: (held-out set: "Let me know if you have any other questions." came back 5 turns later with 4).
+RECENT_SAID = 10
 
 #: Transcripts past the retention period are purged at most this often while the robot runs.
 PURGE_EVERY_S = 3600.0
