@@ -139,3 +139,15 @@ def voice_models(real_cache, voice_config):
     models = load_voice_models(voice_config, real_cache)
     yield models
     models.close()
+
+
+def roomy_config():
+    """The default config with a prompt budget the tiny model's tokenizer can live with: it spends ~900
+    tokens on the persona prompt (the real Qwen tokenizer ~260), which would leave no room for history
+    or fact cards within the default 1,024."""
+    from dataclasses import replace
+
+    from companion.config import CompanionConfig
+
+    config = CompanionConfig()
+    return replace(config, memory=replace(config.memory, prompt_tokens=4096))

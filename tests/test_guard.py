@@ -7,6 +7,7 @@ import asyncio
 from companion.brain.guard import OutputGuard, cap_margin
 from companion.tts.clauses import ClauseSplitter
 from companion.voice.testing import ScriptedBrain
+from tests.conftest import roomy_config
 
 
 def _said(reply: str, max_words: int) -> str:
@@ -52,21 +53,13 @@ def test_the_splitter_does_not_end_a_sentence_on_a_title():
     assert pieces == ["We met Mr. Fox and Dr. Owl today."]
 
 
-def _roomy(config):
-    """The tiny model's tokenizer spends ~900 tokens on the persona: room for the history."""
-    from dataclasses import replace
-
-    return replace(config, memory=replace(config.memory, prompt_tokens=4096))
-
-
 def test_and_then_continues_the_story_that_the_cap_ended(tiny_model_dir):
     """The capped story is what the model sees last, so "and then?" is answered by going on with it."""
     from companion.brain.conversation import Conversation, SpokenReply
-    from companion.config import CompanionConfig
     from companion.llm.generate import Generator
 
     generator = Generator(tiny_model_dir)
-    conversation = Conversation(generator, _roomy(CompanionConfig()), "kid", None, None)
+    conversation = Conversation(generator, roomy_config(), "kid", None, None)
 
     told = _said(STORY, 25)
 
@@ -87,11 +80,10 @@ def test_the_exchange_prefilled_while_the_reply_plays_is_what_the_next_prompt_st
     """``warm_next(expected)`` runs before the reply is remembered; the next turn's prompt then finds
     everything up to the child's new words in the prefix cache."""
     from companion.brain.conversation import Conversation, SpokenReply
-    from companion.config import CompanionConfig
     from companion.llm.generate import Generator
 
     generator = Generator(tiny_model_dir)
-    conversation = Conversation(generator, _roomy(CompanionConfig()), "kid", None, None)
+    conversation = Conversation(generator, roomy_config(), "kid", None, None)
 
     async def go():
         plan = await conversation.plan("why is the sky blue")
@@ -111,11 +103,10 @@ def test_the_exchange_prefilled_while_the_reply_plays_is_what_the_next_prompt_st
 def test_no_stock_sentence_comes_back_in_a_ten_turn_conversation(tiny_model_dir):
     """Every reply of the conversation so far (up to ten) is passed to the sampler as n-grams to avoid."""
     from companion.brain.conversation import Conversation, SpokenReply
-    from companion.config import CompanionConfig
     from companion.llm.generate import Generator
 
     generator = Generator(tiny_model_dir)
-    conversation = Conversation(generator, _roomy(CompanionConfig()), "kid", None, None)
+    conversation = Conversation(generator, roomy_config(), "kid", None, None)
     stock = "Let me know if you have any other questions."
 
     async def go():

@@ -107,12 +107,12 @@ def test_matching_cards_sit_right_before_the_childs_words(encoder, tiny_model_di
     import asyncio
 
     from companion.brain.conversation import Conversation
-    from companion.config import CompanionConfig
     from companion.llm.generate import Generator
+    from tests.conftest import roomy_config
 
     generator = Generator(tiny_model_dir)
     knowledge = Knowledge(encoder, KnowledgeIndex.build(CARDS, encoder), KnowledgeConfig(min_similarity=0.5))
-    conversation = Conversation(generator, CompanionConfig(), "kid", None, knowledge)
+    conversation = Conversation(generator, roomy_config(), "kid", None, knowledge)
     messages = asyncio.run(conversation.messages("how many legs has a spider got"))
     assert messages[-1].content == "how many legs has a spider got"
     assert messages[-2].role == "system" and "eight legs" in messages[-2].content

@@ -13,6 +13,7 @@ from companion.errors import ConfigError
 from companion.llm.generate import Generator
 from companion.memory.store import MemoryStore
 from companion.persona import cap_words, load_persona
+from tests.conftest import roomy_config
 
 
 def _messages(conversation: Conversation, heard: str):
@@ -135,7 +136,7 @@ def test_the_next_turns_prefix_is_prefilled_while_the_child_talks(generator, tmp
 
 
 def test_a_reply_that_repeats_an_earlier_one_leaves_the_history_with_it(generator, tmp_path):
-    conversation = Conversation(generator, CompanionConfig(), "kid", MemoryStore(tmp_path))
+    conversation = Conversation(generator, roomy_config(), "kid", MemoryStore(tmp_path))
     _remember(conversation, "what is the sky", "As Pip, I can help you with a variety of things.")
     _remember(conversation, "why do cats purr", "Cats purr when they are happy.")
     _remember(conversation, "what do dinosaurs eat", "As Pip, I can help you with a variety of things for you.")
