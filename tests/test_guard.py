@@ -118,3 +118,22 @@ def test_no_stock_sentence_comes_back_in_a_ten_turn_conversation(tiny_model_dir)
     plan = asyncio.run(go())
     generator.close()
     assert tuple(generator.tokenizer.encode(stock)) in plan.avoid
+
+
+def test_the_words_so_far_leave_the_finished_turn_only_its_last_words_to_prefill(tiny_model_dir):
+    from companion.brain.conversation import Conversation
+    from companion.llm.generate import Generator
+
+    generator = Generator(tiny_model_dir)
+    conversation = Conversation(generator, roomy_config(), "kid", None, None)
+
+    async def go():
+        generator.prefix_cache.clear()
+        warmed = await conversation.prefill_heard_so_far("why is the sky bl")  # "bl" may be cut off: left out
+        return warmed, await conversation.plan("why is the sky blue today?")
+
+    warmed, plan = asyncio.run(go())
+    cached, _ = generator.prefix_cache.longest_prefix(list(plan.prompt))
+    generator.close()
+    assert warmed > 0 and cached == warmed
+    assert generator.tokenizer.decode(list(plan.prompt[cached:])).lstrip().startswith("blue today?")

@@ -302,8 +302,7 @@ class Conversation:
         plan = await asyncio.to_thread(plan_turn, partial, ctx, brief)
         if plan.kind != "model":
             return 0
-        messages, _history = await asyncio.to_thread(prompt_messages, partial, ctx, brief)
-        ids = await asyncio.to_thread(self.model.tokenizer.encode_open, messages)
+        ids = await asyncio.to_thread(self.model.tokenizer.encode_open, plan.messages)
         return await self.model.prefill_ids(ids)
 
     async def close(self) -> None:

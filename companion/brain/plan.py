@@ -90,6 +90,8 @@ class TurnPlan:
     alert: str | None
     #: Token ids of the last replies: the model says none of their n-grams again.
     avoid: tuple[tuple[int, ...], ...] = ()
+    #: The chat messages ``prompt`` encodes (``kind == "model"``).
+    messages: tuple[ChatMessage, ...] = ()
 
     @property
     def stored_heard(self) -> str:
@@ -117,7 +119,7 @@ def plan_turn(heard: str, ctx: TurnContext, brief: Brief) -> TurnPlan:
     prompt = tuple(brief.tokenizer.encode_chat(messages))
     avoid = tuple(tuple(brief.tokenizer.encode(said)) for said in ctx.recent_said if said)
     return TurnPlan(verdict=verdict, kind="model", line=None, prompt=prompt, learn_facts=True, avoid=avoid,
-                    **{**common, "history": history})
+                    messages=tuple(messages), **{**common, "history": history})
 
 
 def prompt_messages(heard: str, ctx: TurnContext, brief: Brief) -> tuple[list[ChatMessage], History]:

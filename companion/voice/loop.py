@@ -451,6 +451,9 @@ class VoiceLoop:
                                 ttfa_ms=ttfa, trace=turn.trace()))
         self.records.append(record)
         self._emit(TurnCompleted(record, self._now()))
+        # Again, now that it is remembered: a no-op prefill when the reply went as expected, but a reply
+        # cut short, or a fact learned from the child's words (the facts block sits before the history),
+        # changes the prefix warmed while it played.
         self._warm_next()
 
     def _warm_next(self, expected: SpokenReply | None = None) -> None:
