@@ -128,9 +128,10 @@ def test_a_pause_mid_sentence_drops_the_early_answer_and_hears_it_all():
     assert first_spoken["t"] >= captured[0]["t"]
 
 
-def test_the_words_so_far_are_heard_while_the_child_talks_and_never_delay_the_turn():
+def test_the_words_so_far_are_heard_while_the_child_talks_and_leave_the_turn_as_it_was():
     """Every ``early_prefill_s`` of speech the loop hears the words so far and the brain prefills their
-    prompt; off (0), nothing is heard early and the turn's timing is the same."""
+    prompt; off (0), nothing is heard early. The turn itself (virtual time: its events and timing)
+    is the same either way; that the real cores are not slowed is `companion bench`'s to measure."""
     from companion.voice.config import LoopConfig
 
     segments = [Segment(tone(300, 2.6))]

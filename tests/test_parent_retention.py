@@ -5,23 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-import pytest
 from starlette.testclient import TestClient
 
 from companion.config import CompanionConfig
-from companion.memory.store import MemoryStore
 from companion.parent import auth
 from companion.parent import settings as ps
 from companion.parent.app import create_app
 
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture()
-def store(tmp_path):
-    s = MemoryStore(tmp_path)
-    yield s
-    s.close()
+from tests.test_parent import PASSWORD, store  # noqa: F401 - the same store fixture and password
 
 
 def _client(store, retention_days: float = 30.0) -> TestClient:

@@ -5,9 +5,10 @@ position, but a prefill only needs the last one. The lm_head of a 1.5B Qwen is 1
 its weights (1,536 x 151,936), so for a 64-token prefill chunk that is 63 wasted rows of
 the largest matmul. The edit adds an input ``logits_to_keep`` (int64 scalar, like
 transformers' argument of that name) and slices the hidden states to their last
-``logits_to_keep`` positions before the lm_head. Measured on this 2-core machine, the
-1.5B int4 model: a 64-token chunk 827 -> 668-681 ms, a 16-token chunk 225 -> 199 ms, one
-token unchanged; logits identical (max difference 4e-6).
+``logits_to_keep`` positions before the lm_head. One-off timing on this 2-core machine (not a
+benchmark: ``OnnxCausalLM.forward`` of 64 and 16 new tokens after 250 cached, the 1.5B int4 model,
+old graph vs edited): 827 -> 668-681 ms and 225 -> 199 ms, one token unchanged; logits equal (max
+difference 4e-6). The reproducible end-to-end effect is in ``companion bench``'s first-token time.
 
 The edit touches only the graph, never the weights: the external data file is left as it is.
 """
