@@ -39,6 +39,8 @@ class LLMConfig:
     repetition_penalty: float = SamplingParams.repetition_penalty
     #: No n-gram of this length is said twice, in a reply or across the last replies (0: off).
     no_repeat_ngram: int = SamplingParams.no_repeat_ngram
+    #: Tokens drafted by prompt lookup and verified in one pass (0: off; the reply is the same either way).
+    draft_tokens: int = SamplingParams.draft_tokens
     #: Fixed seed for reproducible replies (tests, evaluation); None = fresh each time.
     seed: int | None = SamplingParams.seed
     #: onnxruntime threads for one forward pass.
@@ -58,7 +60,7 @@ class LLMConfig:
         return SamplingParams(
             max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
             top_k=self.top_k, repetition_penalty=self.repetition_penalty, seed=self.seed,
-            no_repeat_ngram=self.no_repeat_ngram,
+            no_repeat_ngram=self.no_repeat_ngram, draft_tokens=self.draft_tokens,
         )
 
     def runtime(self) -> RuntimeOptions:

@@ -286,3 +286,50 @@ def test_a_prefill_keeps_what_it_computed_and_gives_way_to_a_generation(generato
     done, result = asyncio.run(race())
     assert done == 0  # it gave way before its first chunk: the generation did not wait for it
     assert isinstance(result, GenerationResult) and result.token_ids
+
+
+def test_lookup_draft_copies_what_followed_the_latest_match():
+    from companion.llm.generate import lookup_draft
+
+    # "7 8" occurred twice before the end; the later occurrence (followed by 4 5) wins.
+    assert lookup_draft([7, 8, 1, 2, 3, 7, 8, 4, 5, 6, 7, 8], 3) == [4, 5, 6]
+    assert lookup_draft([7, 8, 1, 2, 3, 7, 8, 4, 5, 6, 7, 8], 1) == [4]
+    # The longest match decides: "2 7 8" occurred once, followed by 9.
+    assert lookup_draft([2, 7, 8, 9, 0, 7, 8, 4, 2, 7, 8], 2) == [9, 0]
+    # A lone token is not a match, the tail is not its own match, and k = 0 drafts nothing.
+    assert lookup_draft([5, 1, 2, 3, 5], 4) == []
+    assert lookup_draft([1, 2], 4) == []
+    assert lookup_draft([7, 8, 1, 7, 8], 0) == []
+    # What follows may be shorter than k at the end of the context.
+    assert lookup_draft([7, 8, 1, 7, 8], 4) == [1, 7, 8]
+
+
+@pytest.mark.parametrize("params", [GREEDY, SamplingParams(max_new_tokens=24, temperature=0.05, repetition_penalty=1.0, seed=3)],
+                         ids=["greedy", "seeded"])
+def test_drafted_decoding_gives_the_token_by_token_reply_in_fewer_passes(generator, params):
+    """Prompt-lookup drafts are verified in one pass and kept only as far as the sampler agrees: the reply
+    is the one token-by-token decoding gives, and its KV left in the prefix cache is right (the next turn
+    on top of it gives the same reply as from scratch)."""
+    import dataclasses
+
+    texts = ["hello there little robot", "the cat the cat the cat sat on the mat the cat", "one two one two one two"]
+    kept_any = False
+    for text in texts:
+        prompt = _prompt(generator, text)
+        generator.prefix_cache.clear()
+        plain = generator.generate(prompt, dataclasses.replace(params, draft_tokens=0))
+        assert plain.drafted == 0
+        generator.prefix_cache.clear()
+        drafted = generator.generate(prompt, dataclasses.replace(params, draft_tokens=4))
+        assert drafted.token_ids == plain.token_ids
+        assert drafted.stop_reason == plain.stop_reason
+        kept_any |= drafted.accepted_drafts > 0
+        # The cache the drafted generation left behind serves a follow-up prompt like a fresh one.
+        follow = prompt + list(drafted.token_ids) + generator.tokenizer.encode(" and then")
+        on_cache = generator.generate(follow, dataclasses.replace(params, draft_tokens=0))
+        # All of it was kept: the prompt and every reply token fed back (the last one may not have been).
+        assert on_cache.cached_tokens >= len(prompt) + len(drafted.token_ids) - 1
+        generator.prefix_cache.clear()
+        fresh = generator.generate(follow, dataclasses.replace(params, draft_tokens=0))
+        assert on_cache.token_ids == fresh.token_ids
+    assert kept_any, "no draft was ever accepted: the test proves nothing about the verify path"

@@ -81,6 +81,9 @@ class GenerationResult:
     cached_tokens: int
     first_token_s: float | None
     total_s: float
+    #: Prompt-lookup draft tokens checked, and how many of them the sampler kept (``draft_tokens``).
+    drafted: int = 0
+    accepted_drafts: int = 0
 
     @property
     def decode_tokens_per_s(self) -> float | None:
@@ -131,6 +134,26 @@ class PrefixCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def lookup_draft(context: Sequence[int], k: int, shortest: int = 2, longest: int = 4) -> list[int]:
+    """Up to ``k`` tokens that followed the latest earlier occurrence of the context's last n tokens
+    (the longest n from ``longest`` down to ``shortest`` that occurs): prompt-lookup drafting.
+
+    A single token recurs too often to be a useful guess, hence ``shortest`` = 2."""
+    if k <= 0:
+        return []
+    ctx = np.asarray(context, dtype=np.int64)
+    for n in range(longest, shortest - 1, -1):
+        if len(ctx) <= n:
+            continue
+        # Windows that start early enough for a token to follow them (the tail itself is not one).
+        windows = np.lib.stride_tricks.sliding_window_view(ctx[:-1], n)
+        hits = np.flatnonzero((windows == ctx[-n:]).all(axis=1))
+        if hits.size:
+            start = int(hits[-1]) + n
+            return ctx[start:start + k].tolist()
+    return []
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int], limit: int) -> int:
@@ -225,28 +248,48 @@ class Generator:
         pending = prompt[cached:]
         first_token_s = None
         stop_reason = "length"
-        while len(generated) < params.max_new_tokens:
+        drafted = accepted_drafts = 0
+        while len(generated) < params.max_new_tokens and stop_reason == "length":
             if gate is not None:
                 gate.wait(cancel)
             if cancel is not None and cancel.is_set():
                 stop_reason = "cancelled"
                 break
-            logits, past = self.model.forward(pending, past)
-            fed += pending
+            # Not while the prompt is fed: its KV is kept whole for the next turn (below).
+            room = params.max_new_tokens - len(generated) - 1
+            draft = lookup_draft(fed + pending, min(params.draft_tokens, room)) if generated else []
+            if draft:
+                logits, past = self.model.forward(pending + draft, past, all_logits=True)
+            else:
+                logits, past = self.model.forward(pending, past)
+                logits = logits[None, :]
             if not generated:  # the prompt's KV: worth keeping for the next turn of this conversation
-                self.prefix_cache.put(list(fed), past)
-            token = sample(logits, params, generated, rng, avoid)
-            if token in self.tokenizer.stop_token_ids:
-                stop_reason = "stop"
+                self.prefix_cache.put(fed + pending, past)
+            # Row i holds the logits after pending + draft[:i]: sample each in order, as token-by-token
+            # decoding would, and go on while the sample is the drafted token.
+            kept = 0
+            for row in logits:
+                token = sample(row, params, generated, rng, avoid)
+                if token in self.tokenizer.stop_token_ids:
+                    stop_reason = "stop"
+                    break
+                generated.append(token)
+                now = time.perf_counter() - started
+                if first_token_s is None:
+                    first_token_s = now
+                event = TokenEvent(token, decoder.push(token), len(generated) - 1, now, cached)
+                if on_token is not None:
+                    on_token(event)
+                if kept < len(draft) and token == draft[kept]:
+                    kept += 1
+                    continue
                 break
-            generated.append(token)
-            now = time.perf_counter() - started
-            if first_token_s is None:
-                first_token_s = now
-            event = TokenEvent(token, decoder.push(token), len(generated) - 1, now, cached)
-            if on_token is not None:
-                on_token(event)
-            pending = [token]
+            drafted += len(draft)
+            accepted_drafts += kept
+            fed += pending + draft[:kept]
+            if kept < len(draft):  # the KV of the rejected draft tokens is dropped
+                past = truncate_cache(past, len(fed))
+            pending = [generated[-1]] if generated else []
         if generated and cache_length(past) == len(fed):
             self.prefix_cache.put(list(fed), past)
         return GenerationResult(
@@ -257,6 +300,8 @@ class Generator:
             cached_tokens=cached,
             first_token_s=first_token_s,
             total_s=time.perf_counter() - started,
+            drafted=drafted,
+            accepted_drafts=accepted_drafts,
         )
 
     async def stream(

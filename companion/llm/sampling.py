@@ -30,6 +30,13 @@ class SamplingParams:
     #: No n-gram of this length is said twice: within the reply, or from the recent replies the caller
     #: passes as ``avoid`` (0: off).
     no_repeat_ngram: int = 5
+    #: Prompt-lookup drafting: when the last tokens written also occur earlier in the prompt or the
+    #: reply, the tokens that followed them there are checked in the same forward pass as the next one
+    #: and kept as far as the sampler agrees (0: off). Each token is still sampled from the model's own
+    #: distribution, in order, with the same random draws, so the reply is the one token-by-token
+    #: decoding gives (up to float rounding between a one-token and a several-token pass); it just
+    #: takes fewer passes when the reply copies a fact card, the child's words or itself.
+    draft_tokens: int = 4
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -42,6 +49,8 @@ class SamplingParams:
             raise ValueError("top_k must be >= 0")
         if self.repetition_penalty <= 0:
             raise ValueError("repetition_penalty must be > 0")
+        if self.draft_tokens < 0:
+            raise ValueError("draft_tokens must be >= 0")
 
 
 def apply_repetition_penalty(logits: np.ndarray, previous: Iterable[int], penalty: float) -> np.ndarray:
