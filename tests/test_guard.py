@@ -10,8 +10,8 @@ from companion.voice.testing import ScriptedBrain
 from tests.conftest import roomy_config
 
 
-def _said(reply: str, max_words: int) -> str:
-    plan = asyncio.run(ScriptedBrain(max_words=max_words).plan("tell me a story"))
+def _chunks(reply: str, max_words: int = 60, heard: str = "tell me a story") -> list:
+    plan = asyncio.run(ScriptedBrain(max_words=max_words).plan(heard))
     guard = OutputGuard(plan)
     chunks = []
     for word in reply.split(" "):  # token by token, as the model writes
@@ -20,7 +20,11 @@ def _said(reply: str, max_words: int) -> str:
             break
     if not guard.done:
         chunks += guard.flush()
-    return " ".join(c.text for c in chunks)
+    return chunks
+
+
+def _said(reply: str, max_words: int = 60, heard: str = "tell me a story") -> str:
+    return " ".join(c.text for c in _chunks(reply, max_words, heard))
 
 
 STORY = ("Once upon a time, there was a fox called Mr. Fox who lived in a little den by the river. "
@@ -137,3 +141,31 @@ def test_the_words_so_far_leave_the_finished_turn_only_its_last_words_to_prefill
     generator.close()
     assert warmed > 0 and cached == warmed
     assert generator.tokenizer.decode(list(plan.prompt[cached:])).lstrip().startswith("blue today?")
+
+
+def test_a_first_sentence_that_says_the_childs_news_back_is_not_spoken():
+    news = "my best friend is moving away"
+    reply = "It's okay that your best friend is moving away. Friends can still talk on the phone and write letters."
+    assert _said(reply, heard=news) == "Friends can still talk on the phone and write letters."
+    # Said back in pieces (a first clause cut at a comma) is dropped whole too: nothing of it was spoken yet.
+    said = _said("Oh no, your best friend is moving away to a new town. That must feel sad.", heard=news)
+    assert said == "That must feel sad."
+    # A first sentence of its own is spoken, and at once: its first clause does not wait for the sentence end.
+    chunks = _chunks("Oh no, that sounds really sad, and it is hard to say goodbye. Friends can still write letters.",
+                     heard=news)
+    assert chunks[0].text == "Oh no, that sounds really sad," and "Friends can still write letters." in chunks[-1].text
+    # Later sentences may use the child's words.
+    assert _said("That sounds sad. When your best friend is moving away, you can still be friends.", heard=news) == \
+        "That sounds sad. When your best friend is moving away, you can still be friends."
+
+
+def test_an_answer_restating_a_question_and_a_reply_with_nothing_else_are_spoken():
+    # To a question, restating it is how an answer begins.
+    question = "which planet is closest to the sun"
+    assert _said("Mercury is the planet closest to the sun.", heard=question) == \
+        "Mercury is the planet closest to the sun."
+    # When the echo is all the reply has, it is said after all: better than silence.
+    assert _said("Your best friend is moving away.", heard="my best friend is moving away") == \
+        "Your best friend is moving away."
+    # Too few of the child's words to tell an echo from a reply: nothing is held.
+    assert _said("A puppy! How lovely.", heard="i got a puppy") == "A puppy! How lovely."

@@ -11,12 +11,19 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from companion.brain.echo import ECHO_MIN_WORDS, ECHO_SHARE, content_words, echo_share
 from companion.brain.plan import TurnPlan
+from companion.brain.prompt import looks_like_question
 from companion.llm.generate import Gate, GenerationResult, TokenEvent
 from companion.llm.sampling import SamplingParams
 from companion.persona import cap_words
 from companion.safety.check import SafetyVerdict
 from companion.tts.clauses import ClauseSplitter, ends_sentence
+
+
+#: A first clause repeating this share of the child's words is held until its sentence ends (then it
+#: is spoken, or dropped as an echo at ``ECHO_SHARE``).
+HOLD_SHARE = 0.5
 
 
 def cap_margin(max_words: int) -> int:
@@ -53,6 +60,12 @@ class OutputGuard:
     was said ends a sentence; a sentence already begun is finished within ``cap_margin`` more
     words, and only one that runs on past even that is cut, at its last sentence end or word that
     fits. Clauses already spoken can't be taken back, so this is decided clause by clause.
+
+    No parroting: when the child told something (not a question), a first sentence that says their
+    words back ("My best friend is moving away." -> "It's okay that your best friend is moving away.")
+    is not spoken; the reply starts with its next sentence. A first clause that is heading that way is
+    held until its sentence ends, so nothing of it is said before that is decided; one that is not is
+    spoken at once. Only when the reply has nothing else is the held sentence said after all.
     """
 
     def __init__(self, plan: TurnPlan) -> None:
@@ -66,12 +79,27 @@ class OutputGuard:
         self.done = False
         #: The verdict that stopped the reply, if a clause failed the check.
         self.blocked: SafetyVerdict | None = None
+        said = content_words(plan.heard)
+        #: The child's words while the first sentence may still be dropped as an echo of them.
+        self._echo_of = said if (plan.line is None and len(said) >= ECHO_MIN_WORDS
+                                 and not looks_like_question(plan.heard)) else None
+        self._held: list[str] = []
+        #: The first sentence, when it was dropped as an echo.
+        self.dropped: str | None = None
 
     def push(self, text: str) -> list[ReplyChunk]:
         return self._pass(self._splitter.push(text))
 
     def flush(self) -> list[ReplyChunk]:
-        return self._pass(self._splitter.flush())
+        out = self._pass(self._splitter.flush())
+        if self._held:  # the reply ended inside its first sentence: that is all it has to say
+            held, self._held, self._echo_of = self._held, [], None
+            out += self._speak(held)
+        if self._index == 0 and self.dropped is not None and not self.done:
+            # An echo is still better than silence: the reply had nothing else.
+            text, self.dropped = self.dropped, None
+            out += self._speak([text])
+        return out
 
     def _chunk(self, text: str, source: str, blocked: SafetyVerdict | None = None) -> ReplyChunk:
         chunk = ReplyChunk(text, self._index, source, blocked)
@@ -87,6 +115,33 @@ class OutputGuard:
             if verdict.action != "answer":
                 self.done, self.blocked = True, verdict
                 out.append(self._chunk(self._plan.guard.reply(verdict, self._plan.heard), "guard", verdict))
+                break
+            out += self._speak(self._first_sentence(piece))
+        return out
+
+    def _first_sentence(self, piece: str) -> list[str]:
+        """What may be spoken of ``piece`` now, as far as echoes go (see the class's docstring)."""
+        if self._echo_of is None:
+            return [piece]
+        held = [*self._held, piece]
+        share = echo_share(self._echo_of, " ".join(held))
+        if ends_sentence(piece):
+            self._held, self._echo_of = [], None
+            if share >= ECHO_SHARE:
+                self.dropped = " ".join(held)
+                return []
+            return held
+        if self._held or share >= HOLD_SHARE:
+            self._held = held
+            return []
+        self._echo_of = None  # part of the first sentence is said: the rest goes too
+        return [piece]
+
+    def _speak(self, pieces: list[str]) -> list[ReplyChunk]:
+        """``pieces`` (checked) as chunks, within the word cap."""
+        out: list[ReplyChunk] = []
+        for piece in pieces:
+            if self.done:
                 break
             n = len(piece.split())
             cap = self._plan.max_words

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from companion.brain.conversation import Conversation
-from companion.brain.prompt import looks_like_question
+from companion.brain.echo import STOPWORDS, WORD, echoes, plain, sentences
 from companion.config import CompanionConfig
 from companion.errors import CompanionError
 from companion.knowledge.index import Knowledge
@@ -40,27 +40,9 @@ EVAL_FILE_INVALID = "EVAL_FILE_INVALID"
 KINDS = ("fact", "social", "child_fact", "conversation")
 #: Turns of one scripted conversation at most (a bound, so a bad file cannot run for hours).
 MAX_TURNS = 30
-#: Share of the child's content words that the reply's first sentence repeats to count as an echo.
-ECHO_SHARE = 0.7
-#: Fewer content words than this in the child's line: too short to tell an echo from an answer.
-ECHO_MIN_WORDS = 3
 #: A reply sentence counts for repeats from this many words (shorter ones, "Wow!", repeat naturally).
 REPEAT_MIN_WORDS = 4
 
-# Function words, fillers and question words: what is left is what the child talked about.
-STOPWORDS = frozenset("""
-a an the and or but so if then than because cause cuz of to in on at by for with from into about up down out
-off over under again i me my mine myself you your yours yourself we us our they them their he him his she her
-it its this that these those there here what whats which who whos whom why how when where whens wheres hows
-is are was were be been being am do does did doing done have has had having got get gets can could will would
-shall should may might must im ive id youre youve youd its isnt arent wasnt dont doesnt didnt cant couldnt wont
-wouldnt havent hasnt lets thats theres heres not no yes yeah ok okay oh um uh er erm hmm like just really very
-too also all any some much many more most lot lots ever even well now please tell know say said thing things
-one as only
-""".split())
-
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _NUMBER = r"(?:\d{1,3}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)"
 
 
@@ -180,49 +162,10 @@ def load_items(path: Path) -> list[QualityItem]:
 
 # ---------------------------------------------------------------- the checks (pure)
 
-def _plain(text: str) -> str:
-    return text.lower().replace("\u2019", "'").replace("\u2018", "'")
-
-
-def _stem(word: str) -> str:
-    word = word.removesuffix("'s")
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 4 and word.endswith(("ches", "shes", "xes", "sses")):
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
-
-
-def content_words(text: str) -> set[str]:
-    """The words that carry what was said: lower-cased, stopwords out, plurals folded."""
-    return {_stem(w) for w in _WORD.findall(_plain(text)) if w.replace("'", "") not in STOPWORDS}
-
-
-def sentences(text: str) -> list[str]:
-    return [s for s in _SENTENCE_END.split(text.strip()) if s]
-
-
-def echoes(child: str, reply: str) -> bool | None:
-    """The reply's first sentence repeats >= 70 % of the child's content words (None: fewer than 3).
-
-    To a question, an answer restates it ("which planet is closest to the sun" -> "Mercury is the
-    closest planet to the Sun."): that is an answer, not an echo. Only the question said back as a
-    question ("Why is the sky blue? ...") counts there."""
-    said = content_words(child)
-    if len(said) < ECHO_MIN_WORDS:
-        return None
-    first = sentences(reply)[:1]
-    if not first or len(said & content_words(first[0])) / len(said) < ECHO_SHARE:
-        return False
-    return not looks_like_question(child) or first[0].rstrip().endswith("?")
-
-
 def keyword_failures(reply: str, any_: Sequence[str], none: Sequence[str]) -> tuple[str, ...]:
-    low = _plain(reply)
-    out = [] if not any_ or any(_plain(w) in low for w in any_) else ["any"]
-    return tuple(out + [f"none:{w}" for w in none if _plain(w) in low])
+    low = plain(reply)
+    out = [] if not any_ or any(plain(w) in low for w in any_) else ["any"]
+    return tuple(out + [f"none:{w}" for w in none if plain(w) in low])
 
 
 #: Words of the system prompt and of the turn's instructions (brain/prompt.py) said back to the child.
@@ -252,15 +195,15 @@ def persona_leak(reply: str, persona: Persona) -> str | None:
     """
     name = re.escape(persona.name)
     verbs = "|".join(re.escape(v) for v in _THIRD_PERSON_VERBS)
-    plain = reply.replace("\u2019", "'")
+    text = reply.replace("\u2019", "'")
     for pattern in (rf"\b{name}'s\b", rf"\b{name} (?:{verbs}|[a-z]{{2,}}s|[a-z]{{2,}}ed)\b",
                     rf"\b(?:[Aa]s|for|with|to|about|of) {name}\b",
                     rf"(?<!I'm )(?<!I am )(?<!is )\b{name}, (?:a|an|the|who)\b", rf"\b{name}\s*:",
                     r"\b(?:[Aa]ssistant|[Uu]ser)\s*:"):
-        found = re.search(pattern, plain)
+        found = re.search(pattern, text)
         if found:
             return found.group(0)
-    low = _plain(reply)
+    low = plain(reply)
     for phrase in _META_PHRASES + (f"at most {persona.max_words} words",):
         if phrase in low:
             return phrase
@@ -268,9 +211,9 @@ def persona_leak(reply: str, persona: Persona) -> str | None:
         found = meta.search(low)
         if found:
             return found.group(0)
-    said = _WORD.findall(low)
+    said = WORD.findall(low)
     for source in (persona.description, persona.style, ", ".join(persona.favourite_topics)):
-        for gram in sorted(_ngrams(_WORD.findall(_plain(source)), 4) & _ngrams(said, 4)):
+        for gram in sorted(_ngrams(WORD.findall(plain(source)), 4) & _ngrams(said, 4)):
             if sum(w not in STOPWORDS for w in gram) >= 2:
                 return " ".join(gram)
     return None
@@ -334,7 +277,7 @@ def invented_claim(reply: str) -> str | None:
 
 
 def _normal(sentence: str) -> str:
-    return " ".join(_WORD.findall(_plain(sentence)))
+    return " ".join(WORD.findall(plain(sentence)))
 
 
 def repeated_replies(replies: Sequence[str]) -> tuple[int, ...]:
