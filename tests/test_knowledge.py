@@ -103,6 +103,17 @@ def test_the_index_is_cached_and_rebuilt_when_the_cards_change(encoder, tmp_path
 
 
 @pytest.mark.real_model
+def test_a_cards_vector_does_not_depend_on_the_other_cards(encoder):
+    """Each row is the sentence's vector as a query would be encoded (one sentence a pass): adding or
+    removing cards leaves every other card's scores alone."""
+    whole = KnowledgeIndex.build(CARDS, encoder)
+    alone = KnowledgeIndex.build(CARDS[1:2], encoder)
+    rows = whole.card_of == 1
+    np.testing.assert_allclose(whole.vectors[rows], alone.vectors, atol=1e-6)
+    np.testing.assert_allclose(alone.vectors[0], encoder.encode_one(CARDS[1].text), atol=1e-6)
+
+
+@pytest.mark.real_model
 def test_matching_cards_sit_right_before_the_childs_words(encoder, tiny_model_dir):
     import asyncio
 
@@ -147,3 +158,38 @@ def test_the_number_next_to_another_and_a_words_spelling_are_worked_out():
     for not_asked in ("what comes after the rain", "what comes before zero", "spell my name please",
                       "i can spell dog"):
         assert worked_fact(not_asked) is None, not_asked
+
+
+def test_probes_load_and_an_answer_word_counts_only_as_a_whole_word():
+    from companion.knowledge.index import Retrieved
+    from companion.knowledge.probe import Probe, load_probes, mentions, pass_rate, probe
+
+    probes = load_probes()
+    assert len(probes) >= 400 and all(p.q and p.any for p in probes)
+    assert len({p.q for p in probes}) == len(probes)  # no duplicate questions
+    assert mentions("Ants live in big groups called colonies.", ["colony"])
+    assert mentions("Grown-ups usually have thirty-two teeth.", ["thirty two"])
+    assert not mentions("A pigeon is a bird.", ["pig"]) and not mentions("Its tentacles", ["ten"])
+
+    class Found:  # what Knowledge.find answers, without the encoder
+        def find(self, text):
+            card = FactCard("x1", "animals", "A pig says oink.", ())
+            return (Retrieved(card, 0.9),) if "pig" in text else ()
+
+    results = probe(Found(), [Probe("what does a pig say", ("oink",)), Probe("what does a cow say", ("moo",))])
+    assert [r.passed for r in results] == [True, False] and pass_rate(results) == 0.5
+    assert "no card" in results[1].describe()
+
+
+@pytest.mark.real_model
+def test_everyday_child_questions_retrieve_a_card_with_the_answer(real_cache):
+    """The probes through the production retrieval (the shipped cards, the default thresholds)."""
+    from companion.knowledge.index import load_knowledge
+    from companion.knowledge.probe import load_probes, pass_rate, probe
+
+    knowledge = load_knowledge(KnowledgeConfig(), real_cache)
+    assert knowledge is not None
+    results = probe(knowledge, load_probes())
+    rate = pass_rate(results)
+    misses = "\n".join(r.describe() for r in results if not r.passed)
+    assert rate >= 0.95, f"{rate:.1%} of {len(results)} probes find their answer; misses:\n{misses}"

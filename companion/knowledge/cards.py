@@ -11,6 +11,8 @@ from companion.errors import CompanionError
 
 #: A card a 6-year-old can follow when it is read aloud.
 MAX_CARD_WORDS = 40
+#: The retrieval probes beside the cards (``companion.knowledge.probe``): questions, not cards.
+PROBES_FILE = "probes.jsonl"
 
 
 class KnowledgeError(CompanionError):
@@ -34,7 +36,7 @@ def cards_dir() -> Path:
 def load_cards(folder: Path | None = None) -> tuple[FactCard, ...]:
     """Every card in ``folder``'s *.jsonl files, checked; a bad line is an error naming file and line."""
     folder = folder or cards_dir()
-    files = sorted(folder.glob("*.jsonl"))
+    files = sorted(p for p in folder.glob("*.jsonl") if p.name != PROBES_FILE)
     if not files:
         raise KnowledgeError(f"no fact cards in {folder}")
     cards: list[FactCard] = []
