@@ -43,6 +43,10 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(ordered[max(0, min(len(ordered) - 1, int(-(-q * len(ordered) // 1)) - 1))], 1)
 
 
+def _share(total: int, part: int) -> float | None:
+    return round(part / total, 3) if total else None
+
+
 def _median(values: list[float], digits: int = 1) -> float | None:
     values = [v for v in values if v is not None]
     return round(statistics.median(values), digits) if values else None
@@ -187,7 +191,10 @@ def _figures(config: CompanionConfig, turns, utterances, refs, tts, load_s: floa
         "llm": {"ttft_ms": _median([r.timings.llm_first_token_ms for r in timed]),
                 "tok_s_in_loop": _median([t.get("tok_s") for t in tokens]),
                 "prompt_tokens_median": _median([t.get("prompt") for t in tokens if t.get("prompt")]),
-                "reply_tokens_median": _median([t.get("reply") for t in tokens if t.get("reply")])},
+                "reply_tokens_median": _median([t.get("reply") for t in tokens if t.get("reply")]),
+                # Share of prompt-lookup draft tokens the sampler kept, over the turns (``[llm] draft_tokens``).
+                "draft_kept": _share(sum(t.get("drafted") or 0 for t in tokens),
+                                     sum(t.get("kept_drafts") or 0 for t in tokens))},
         "tts": {"first_chunk_ms": _median([r.timings.tts_first_chunk_ms for r in timed]), **tts},
         "rss_mb": round(peak_rss_mb, 1),
         "cpu_s_per_turn": round(cpu_per_turn, 2),

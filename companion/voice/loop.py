@@ -376,6 +376,8 @@ class VoiceLoop:
                 if turn.first_token_ms is None:
                     turn.first_token_ms = round((self._now() - turn.asr_done) * 1000, 1)
                     self._emit(FirstToken(turn.first_token_ms, self._now()))
+            else:
+                turn.drafted, turn.kept_drafts = item.drafted, item.accepted_drafts
 
         chunks = reply_chunks(turn.plan, self.model, self.sampling, gate=turn.gate, observe=observe)
         try:
@@ -519,6 +521,9 @@ class _Turn:
     tts_first: tuple[float, float] | None = None
     reply_tokens: int = 0
     cached_tokens: int = 0
+    #: Prompt-lookup draft tokens checked and kept (known when the model finished on its own).
+    drafted: int = 0
+    kept_drafts: int = 0
     last_token_t: float | None = None
     gate: Gate = field(default_factory=Gate)
     first_token_ms: float | None = None
@@ -534,7 +539,7 @@ class _Turn:
             span = self.last_token_t - (self.asr_done + self.first_token_ms / 1000)
             rate = round((self.reply_tokens - 1) / span, 1) if span > 0 else None
         return {"prompt": len(self.plan.prompt), "cached": self.cached_tokens, "reply": self.reply_tokens,
-                "tok_s": rate}
+                "tok_s": rate, "drafted": self.drafted, "kept_drafts": self.kept_drafts}
 
     def trace(self) -> dict[str, float | None]:
         """When each stage of the turn happened, in ms from the end of the child's speech."""
