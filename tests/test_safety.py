@@ -146,3 +146,25 @@ def test_learned_classifier_adds_insults_the_lexicon_misses():
         verdict = with_model.check_input(text)
         assert verdict.action == "redirect" and verdict.layer == "classifier"
     assert with_model.check_input("my goldfish died, where do fish go when they die").action == "answer"
+
+
+def test_the_robot_may_say_every_fact_card_and_animals_are_not_insults(layer):
+    """Every clause of every curated card passes the output check, as the guard cuts a reply: a card the
+    robot is given but may not say turns a right answer into a redirect. The profanity model sees text
+    with its benign phrases taken out ("A pig says oink oink." scored 0.93), and still catches insults."""
+    from companion.knowledge.cards import load_cards
+    from companion.tts.clauses import ClauseSplitter
+
+    blocked = []
+    for card in load_cards():
+        splitter = ClauseSplitter()
+        for piece in splitter.push(card.text) + splitter.flush():
+            verdict = layer.check_output(piece)
+            if verdict.action != "answer":
+                blocked.append(f"{card.id}: {piece!r} ({verdict.category})")
+    assert not blocked, "\n".join(blocked)
+    for said in ("A pig says oink oink.", "Squirrels bury nuts to eat in winter.", "Hail is balls of ice.",
+                 "my brother called me a pig"):
+        assert layer.check_output(said).action == "answer", said
+    for insult in ("you are a stupid pig", "you suck", "kiss my ass", "shut up you idiot"):
+        assert layer.check_output(insult).action != "answer", insult

@@ -56,7 +56,12 @@ class SafetyLayer:
             self._profanity(["warm up"])
 
     def _profane(self, text: str) -> bool:
-        return self._profanity is not None and float(self._profanity([text])[0]) >= self.config.profanity_threshold
+        """The profanity model's verdict on ``text`` with its benign phrases taken out, as the lexicon
+        sees it: a bag-of-words model scores "A pig says oink oink." 0.93 and "Squirrels eat nuts" 0.84."""
+        if self._profanity is None:
+            return False
+        plain = self.lexicon.without_benign(text)
+        return bool(plain.strip()) and float(self._profanity([plain])[0]) >= self.config.profanity_threshold
 
     def check_input(self, text: str) -> SafetyVerdict:
         hits = self.lexicon.match(text)

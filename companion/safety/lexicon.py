@@ -30,6 +30,16 @@ BENIGN = [
     r"not (too )?scary", r"a (little|bit) (spooky|scary)", r"why did (people|they|countries) (fight|go to war)",
     r"pillow fight", r"play fight", r"beat (the|this|that|my|a) (next |last |final |hard )?(level|game|boss|record|score)", r"sword ?fish", r"(shooting|shoot(ing)? the) stars?", r"shoot hoops",
     r"(fight|fighting) (a )?(cold|germs|fire)", r"hurt (my|his|her) feelings",
+    # The literal sense of words a bag-of-words profanity model takes for insults: farm animals and their
+    # sounds, nuts that are food, balls of ice, trains named after bullets, water drunk long ago.
+    r"oink( oink)?", r"(a|the|is|baby|little|guinea|mother|mummy|mommy|pet|farm|wild) pigs?", r"pigs? (say|says|go|goes|"
+    r"oink|oinks|grunt|grunts|live|lives|eat|eats|roll|rolls|like|likes|are|have|has|can)",
+    r"(eat|eats|bury|buries|crack|cracks|collect|collects|store|stores|and|of|like|likes) nuts",
+    r"nuts (and|or) (seeds|fruit|berries)", r"balls of (ice|wool|yarn|fire|gas)", r"hail ?stones?",
+    r"bullet trains?", r"(been|was|were|be) drunk by", r"cock a doodle doo", r"(full|made|store|stores) of fat",
+    r"(nose|noses|ears|eyes|mouth|door|doors|valves?|petals?|shell|shells)( \w+){0,2} (shut|closed)", r"snapping shut",
+    r"nuts like", r"(cotton|snow|tennis|foot|beach|bouncy) balls?", r"balls? of",
+    r"suck(s|ed|ing)? (the |up |on |out )?(a |the )?(straw|sweet|sap|nectar|juice|milk|water|air|thumb|blood)",
 ]
 
 CATEGORIES: dict[str, list[str]] = {
@@ -196,6 +206,12 @@ class Lexicon:
             compiled[category] += [re.compile(rf"\b{re.escape(_plain(t))}\b") for t in terms if _plain(t)]
         compiled["parent_deny"] = [re.compile(rf"\b{re.escape(_plain(t))}\b") for t in (deny_topics or []) if _plain(t)]
         return Lexicon({c: tuple(ps) for c, ps in compiled.items()}, re.compile("|".join(rf"\b{b}\b" for b in BENIGN)))
+
+    def without_benign(self, text: str) -> str:
+        """``text`` normalised, its benign phrases taken out (what the patterns are matched against)."""
+        from companion.safety.normalize import normalize
+
+        return self.benign.sub(" ", normalize(text))
 
     def match(self, text: str, categories: tuple[str, ...] = PRECEDENCE) -> list[str]:
         from companion.safety.normalize import normalize
