@@ -193,3 +193,15 @@ def test_everyday_child_questions_retrieve_a_card_with_the_answer(real_cache):
     rate = pass_rate(results)
     misses = "\n".join(r.describe() for r in results if not r.passed)
     assert rate >= 0.95, f"{rate:.1%} of {len(results)} probes find their answer; misses:\n{misses}"
+
+
+def test_which_of_two_numbers_is_bigger_is_worked_out():
+    from companion.knowledge.arithmetic import comparison_fact, worked_fact
+
+    assert worked_fact("whats bigger a hundred or a thousand") == "One thousand is bigger than one hundred."
+    assert comparison_fact("which number is smaller, twelve or twenty?") == "Twelve is smaller than twenty."
+    assert comparison_fact("is fifty bigger than a hundred") == "One hundred is bigger than fifty."
+    assert comparison_fact("seven or three which one is more") == "Seven is more than three."
+    # Equal numbers, or things that are not numbers, are left to the cards and the model.
+    assert comparison_fact("which is more six or six") is None
+    assert comparison_fact("what is bigger an elephant or a mouse") is None

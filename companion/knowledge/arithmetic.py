@@ -9,8 +9,11 @@ _UNITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
           "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
 _TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 _VALUE = {w: i for i, w in enumerate(_UNITS)} | {w: 10 * i for i, w in enumerate(_TENS) if w}
-_VALUE |= {"a hundred": 100, "one hundred": 100}
-_NUMBER = r"(\d{1,4}|(?:(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[ -](?:one|two|three|four|five|six|seven|eight|nine))?)|a hundred|one hundred|" + "|".join(_UNITS[::-1]) + r")"
+_VALUE |= {"a hundred": 100, "one hundred": 100, "a thousand": 1000, "one thousand": 1000, "a million": 10**6,
+           "one million": 10**6}
+_NUMBER = (r"(\d{1,4}|(?:(?:twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)(?:[ -](?:one|two|three|four|five|six|"
+           r"seven|eight|nine))?)|a hundred|one hundred|a thousand|one thousand|a million|one million|"
+           + "|".join(_UNITS[::-1]) + r")")
 _OPS = {"plus": "+", "add": "+", "and": "+", "minus": "-", "take away": "-", "takeaway": "-",
         "times": "*", "multiplied by": "*", "divided by": "/"}
 _SUM = re.compile(rf"\b{_NUMBER}\s+(plus|add|and|minus|take away|takeaway|times|multiplied by|divided by)\s+{_NUMBER}\b")
@@ -28,9 +31,11 @@ def _value(token: str) -> int:
 
 
 def spoken(n: int) -> str:
-    """A whole number as words (to 999), the way the robot says it."""
+    """A whole number as words (to 999, and round thousands and millions), the way the robot says it."""
     if n < 0:
         return "minus " + spoken(-n)
+    if n in (1000, 10**6):
+        return "one thousand" if n == 1000 else "one million"
     if n < 20:
         return _UNITS[n]
     if n < 100:
@@ -103,9 +108,35 @@ def spelling_fact(heard: str) -> str | None:
     return f"{word.capitalize()} is spelled {', '.join(word.upper())}."
 
 
+_MORE = {"bigger": True, "larger": True, "greater": True, "more": True, "higher": True,
+         "smaller": False, "less": False, "fewer": False, "lower": False}
+_WHICH = "|".join(_MORE)
+_COMPARE = re.compile(
+    rf"\b(?P<w1>{_WHICH})\b(?:,?\s+(?:is\s+it\s+|number\s+)?)?\s*{_NUMBER}\s+or\s+{_NUMBER}\b"
+    rf"|\b{_NUMBER}\s+or\s+{_NUMBER}\b\W+(?:which|what)(?:\s+one)?(?:\s+is|'s|s)?\s+(?P<w2>{_WHICH})\b"
+    rf"|\bis\s+{_NUMBER}\s+(?P<w3>{_WHICH})\s+than\s+{_NUMBER}\b")
+
+
+def comparison_fact(heard: str) -> str | None:
+    """'whats bigger a hundred or a thousand' -> 'One thousand is bigger than one hundred.'; None when no
+    two numbers are compared (or they are equal)."""
+    match = _COMPARE.search(heard.lower().replace("?", " "))
+    if match is None:
+        return None
+    groups = [g for g in match.groups() if g is not None]
+    word = next(g for g in groups if g in _MORE)
+    a, b = (_value(g) for g in groups if g not in _MORE)
+    if a == b:
+        return None
+    first, second = (max(a, b), min(a, b)) if _MORE[word] else (min(a, b), max(a, b))
+    said = f"{spoken(first)} is {word} than {spoken(second)}."
+    return said[0].upper() + said[1:]
+
+
 def worked_fact(heard: str) -> str | None:
-    """A fact worked out exactly from the words (a sum, the number after one, a word's spelling)."""
-    for work in (arithmetic_fact, neighbour_fact, spelling_fact):
+    """A fact worked out exactly from the words (a sum, the number after one, which of two numbers is
+    bigger, a word's spelling)."""
+    for work in (arithmetic_fact, neighbour_fact, comparison_fact, spelling_fact):
         fact = work(heard)
         if fact is not None:
             return fact
