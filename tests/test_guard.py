@@ -150,10 +150,21 @@ def test_a_first_sentence_that_says_the_childs_news_back_is_not_spoken():
     # Said back in pieces (a first clause cut at a comma) is dropped whole too: nothing of it was spoken yet.
     said = _said("Oh no, your best friend is moving away to a new town. That must feel sad.", heard=news)
     assert said == "That must feel sad."
-    # A first sentence of its own is spoken, and at once: its first clause does not wait for the sentence end.
+    # The echo's first clause ("It's okay that your") cannot tell, so after news the first sentence is held
+    # until it ends: then spoken, in its clauses, when it is the robot's own.
+    said = _said("It's okay that your friend is moving away. Friends can still write letters.", heard=news)
+    assert said == "Friends can still write letters."
     chunks = _chunks("Oh no, that sounds really sad, and it is hard to say goodbye. Friends can still write letters.",
                      heard=news)
-    assert chunks[0].text == "Oh no, that sounds really sad," and "Friends can still write letters." in chunks[-1].text
+    assert [c.text for c in chunks][:2] == ["Oh no, that sounds really sad,", "and it is hard to say goodbye."]
+    # A run-on first sentence is spoken once twelve words of it are held.
+    guard = OutputGuard(asyncio.run(ScriptedBrain().plan(news)))
+    out = []
+    for word in ("Oh no that sounds really sad and it is hard to say goodbye to a friend you love so much, "
+                 "and then").split():
+        out += guard.push(word + " ")
+    assert [c.text for c in out] == ["Oh no that sounds really sad",
+                                     "and it is hard to say goodbye to a friend you love so much,"]
     # Later sentences may use the child's words.
     assert _said("That sounds sad. When your best friend is moving away, you can still be friends.", heard=news) == \
         "That sounds sad. When your best friend is moving away, you can still be friends."

@@ -21,9 +21,8 @@ from companion.safety.check import SafetyVerdict
 from companion.tts.clauses import ClauseSplitter, ends_sentence
 
 
-#: A first clause repeating this share of the child's words is held until its sentence ends (then it
-#: is spoken, or dropped as an echo at ``ECHO_SHARE``).
-HOLD_SHARE = 0.5
+#: A first sentence held this long without ending is spoken: the child does not wait for a run-on.
+HOLD_MAX_WORDS = 12
 
 
 def cap_margin(max_words: int) -> int:
@@ -62,10 +61,10 @@ class OutputGuard:
     fits. Clauses already spoken can't be taken back, so this is decided clause by clause.
 
     No parroting: when the child told something (not a question), a first sentence that says their
-    words back ("My best friend is moving away." -> "It's okay that your best friend is moving away.")
-    is not spoken; the reply starts with its next sentence. A first clause that is heading that way is
-    held until its sentence ends, so nothing of it is said before that is decided; one that is not is
-    spoken at once. Only when the reply has nothing else is the held sentence said after all.
+    words back ("My best friend is moving away." -> "It's okay that your friend is moving away.")
+    is not spoken; the reply starts with its next sentence. So, after news, the first sentence is held
+    until it ends (at most ``HOLD_MAX_WORDS``): its first clause cannot tell ("It's okay that your
+    friend is" repeats one word of four). Only when the reply has nothing else is it said after all.
     """
 
     def __init__(self, plan: TurnPlan) -> None:
@@ -131,11 +130,11 @@ class OutputGuard:
                 self.dropped = " ".join(held)
                 return []
             return held
-        if self._held or share >= HOLD_SHARE:
+        if len(" ".join(held).split()) < HOLD_MAX_WORDS:
             self._held = held
             return []
-        self._echo_of = None  # part of the first sentence is said: the rest goes too
-        return [piece]
+        self._held, self._echo_of = [], None  # a run-on: said, and the rest of it goes too
+        return held
 
     def _speak(self, pieces: list[str]) -> list[ReplyChunk]:
         """``pieces`` (checked) as chunks, within the word cap."""
