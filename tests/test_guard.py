@@ -150,21 +150,25 @@ def test_a_first_sentence_that_says_the_childs_news_back_is_not_spoken():
     # Said back in pieces (a first clause cut at a comma) is dropped whole too: nothing of it was spoken yet.
     said = _said("Oh no, your best friend is moving away to a new town. That must feel sad.", heard=news)
     assert said == "That must feel sad."
-    # The echo's first clause ("It's okay that your") cannot tell, so after news the first sentence is held
-    # until it ends: then spoken, in its clauses, when it is the robot's own.
+    # A first clause with any of the child's words ("It's okay that your friend is") cannot tell yet: its
+    # sentence is held until it ends. One with none of them is spoken at once.
     said = _said("It's okay that your friend is moving away. Friends can still write letters.", heard=news)
     assert said == "Friends can still write letters."
     chunks = _chunks("Oh no, that sounds really sad, and it is hard to say goodbye. Friends can still write letters.",
                      heard=news)
     assert [c.text for c in chunks][:2] == ["Oh no, that sounds really sad,", "and it is hard to say goodbye."]
+    guard = OutputGuard(asyncio.run(ScriptedBrain().plan(news)))
+    assert [c.text for c in guard.push("Oh no, that sounds so sad, ")] == ["Oh no, that sounds so sad,"]
+    held = OutputGuard(asyncio.run(ScriptedBrain().plan(news)))
+    assert held.push("Oh no, your friend is ") == [] and held.push("going, ") == []
     # A run-on first sentence is spoken once twelve words of it are held.
     guard = OutputGuard(asyncio.run(ScriptedBrain().plan(news)))
     out = []
-    for word in ("Oh no that sounds really sad and it is hard to say goodbye to a friend you love so much, "
+    for word in ("Your best friend moving away is sad and it is hard to say goodbye to a friend you love so much, "
                  "and then").split():
         out += guard.push(word + " ")
-    assert [c.text for c in out] == ["Oh no that sounds really sad",
-                                     "and it is hard to say goodbye to a friend you love so much,"]
+    assert [c.text for c in out] == ["Your best friend moving away is",
+                                     "sad and it is hard to say goodbye to a friend you love so much,"]
     # Later sentences may use the child's words.
     assert _said("That sounds sad. When your best friend is moving away, you can still be friends.", heard=news) == \
         "That sounds sad. When your best friend is moving away, you can still be friends."

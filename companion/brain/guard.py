@@ -62,9 +62,11 @@ class OutputGuard:
 
     No parroting: when the child told something (not a question), a first sentence that says their
     words back ("My best friend is moving away." -> "It's okay that your friend is moving away.")
-    is not spoken; the reply starts with its next sentence. So, after news, the first sentence is held
-    until it ends (at most ``HOLD_MAX_WORDS``): its first clause cannot tell ("It's okay that your
-    friend is" repeats one word of four). Only when the reply has nothing else is it said after all.
+    is not spoken; the reply starts with its next sentence. A first clause that repeats any of the
+    child's words is held until its sentence ends (at most ``HOLD_MAX_WORDS``): it cannot tell yet
+    ("It's okay that your friend is" repeats one word of four). One that repeats none ("Oh no, that
+    sounds sad,") is spoken at once, so a reply of its own waits for nothing. Only when the reply has
+    nothing else is a dropped sentence said after all.
     """
 
     def __init__(self, plan: TurnPlan) -> None:
@@ -130,10 +132,10 @@ class OutputGuard:
                 self.dropped = " ".join(held)
                 return []
             return held
-        if len(" ".join(held).split()) < HOLD_MAX_WORDS:
+        if (self._held or share > 0) and len(" ".join(held).split()) < HOLD_MAX_WORDS:
             self._held = held
             return []
-        self._held, self._echo_of = [], None  # a run-on: said, and the rest of it goes too
+        self._held, self._echo_of = [], None  # its own words, or a run-on: said, and the rest of it too
         return held
 
     def _speak(self, pieces: list[str]) -> list[ReplyChunk]:
