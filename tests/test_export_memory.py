@@ -96,12 +96,18 @@ class _NoExport:
         return False
 
 
-def test_import_llm_refuses_before_exporting_when_memory_is_short(tmp_path, monkeypatch):
+def _no_export_cache(tmp_path, monkeypatch, available_gb: float) -> ModelCache:
+    """A cache whose exports never start a process, on a machine with ``available_gb`` of memory."""
     _NoExport.started = []
     monkeypatch.setattr(prep.subprocess, "Popen", _NoExport)
-    monkeypatch.setattr(prep, "memory_available_bytes", lambda: 12 * 10**9)
+    monkeypatch.setattr(prep, "memory_available_bytes", lambda: int(available_gb * 10**9))
     cache = ModelCache(tmp_path / "cache")
     monkeypatch.setattr(cache, "check_free_space", lambda *_a: None)
+    return cache
+
+
+def test_import_llm_refuses_before_exporting_when_memory_is_short(tmp_path, monkeypatch):
+    cache = _no_export_cache(tmp_path, monkeypatch, 12)
     ckpt = _checkpoint(tmp_path / "qwen15", QWEN_1_5B)
     with pytest.raises(ModelError) as info:
         prep.import_llm(str(ckpt), "qwen15", cache, quantize="int4")
@@ -119,11 +125,7 @@ def test_import_llm_refuses_before_exporting_when_memory_is_short(tmp_path, monk
 
 
 def test_skip_memory_check_lets_someone_who_knows_better_export(tmp_path, monkeypatch):
-    _NoExport.started = []
-    monkeypatch.setattr(prep.subprocess, "Popen", _NoExport)
-    monkeypatch.setattr(prep, "memory_available_bytes", lambda: 1 * 10**9)
-    cache = ModelCache(tmp_path / "cache")
-    monkeypatch.setattr(cache, "check_free_space", lambda *_a: None)
+    cache = _no_export_cache(tmp_path, monkeypatch, 1)
     ckpt = _checkpoint(tmp_path / "qwen15", QWEN_1_5B)
     with pytest.raises(ModelError) as info:
         prep.import_llm(str(ckpt), "qwen15", cache, check_memory=False)

@@ -62,26 +62,22 @@ def run(config: CompanionConfig, cache: ModelCache, *, runs: int = 3, max_new_to
     warm_s = time.perf_counter() - t0
     generator.generate(prompts[0], params)  # warm-up
 
-    ttft, tok_s, cached = [], [], []
-    for _ in range(runs):
-        for ids in prompts:
-            generator.prefix_cache.clear()
-            generator.warm([system])  # only the persona prefix is cached, as at the start of a turn
-            result = generator.generate(ids, params)
-            ttft.append(result.first_token_s * 1000)
-            cached.append(result.cached_tokens)
-            if result.decode_tokens_per_s:
-                tok_s.append(result.decode_tokens_per_s)
-    # Prompt-lookup drafting as the loop uses it (``[llm] draft_tokens``): same prompts, one run.
-    drafted_tok_s, drafted, kept = [], 0, 0
-    if config.llm.draft_tokens:
-        for ids in prompts:
-            generator.prefix_cache.clear()
-            generator.warm([system])
-            result = generator.generate(ids, replace(params, draft_tokens=config.llm.draft_tokens))
-            drafted, kept = drafted + result.drafted, kept + result.accepted_drafts
-            if result.decode_tokens_per_s:
-                drafted_tok_s.append(result.decode_tokens_per_s)
+    def measure(sampling: SamplingParams, rounds: int) -> list:
+        results = []
+        for _ in range(rounds):
+            for ids in prompts:
+                generator.prefix_cache.clear()
+                generator.warm([system])  # only the persona prefix is cached, as at the start of a turn
+                results.append(generator.generate(ids, sampling))
+        return results
+
+    plain = measure(params, runs)
+    ttft = [r.first_token_s * 1000 for r in plain]
+    tok_s = [r.decode_tokens_per_s for r in plain if r.decode_tokens_per_s]
+    # Prompt-lookup drafting as the loop uses it (``[llm] draft_tokens``): the same prompts, one round.
+    drafted = measure(replace(params, draft_tokens=config.llm.draft_tokens), 1) if config.llm.draft_tokens else []
+    drafted_tok_s = [r.decode_tokens_per_s for r in drafted if r.decode_tokens_per_s]
+    checked, kept = sum(r.drafted for r in drafted), sum(r.accepted_drafts for r in drafted)
     llm_rss = _rss_mb() - rss_before
     figures = {
         "model": config.llm.model,
@@ -99,7 +95,7 @@ def run(config: CompanionConfig, cache: ModelCache, *, runs: int = 3, max_new_to
         "tok_s": round(statistics.median(tok_s), 1),
         "draft_tokens": config.llm.draft_tokens,
         "tok_s_drafted": round(statistics.median(drafted_tok_s), 1) if drafted_tok_s else None,
-        "draft_kept": round(kept / drafted, 3) if drafted else None,
+        "draft_kept": round(kept / checked, 3) if checked else None,
         "llm_rss_mb": round(llm_rss, 1),
         "rss_mb": round(_peak_rss_mb(), 1),
         "llama_cpp": None,

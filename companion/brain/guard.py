@@ -86,7 +86,7 @@ class OutputGuard:
                                  and not looks_like_question(plan.heard)) else None
         self._held: list[str] = []
         #: The first sentence, when it was dropped as an echo.
-        self.dropped: str | None = None
+        self._dropped: str | None = None
 
     def push(self, text: str) -> list[ReplyChunk]:
         return self._pass(self._splitter.push(text))
@@ -96,9 +96,9 @@ class OutputGuard:
         if self._held:  # the reply ended inside its first sentence: that is all it has to say
             held, self._held, self._echo_of = self._held, [], None
             out += self._speak(held)
-        if self._index == 0 and self.dropped is not None and not self.done:
+        if self._index == 0 and self._dropped is not None and not self.done:
             # An echo is still better than silence: the reply had nothing else.
-            text, self.dropped = self.dropped, None
+            text, self._dropped = self._dropped, None
             out += self._speak([text])
         return out
 
@@ -129,7 +129,7 @@ class OutputGuard:
         if ends_sentence(piece):
             self._held, self._echo_of = [], None
             if share >= ECHO_SHARE:
-                self.dropped = " ".join(held)
+                self._dropped = " ".join(held)
                 return []
             return held
         if (self._held or share > 0) and len(" ".join(held).split()) < HOLD_MAX_WORDS:

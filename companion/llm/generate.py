@@ -256,8 +256,8 @@ class Generator:
                 stop_reason = "cancelled"
                 break
             # Not while the prompt is fed: its KV is kept whole for the next turn (below).
-            room = params.max_new_tokens - len(generated) - 1
-            draft = lookup_draft(fed + pending, min(params.draft_tokens, room)) if generated else []
+            room = min(params.draft_tokens, params.max_new_tokens - len(generated) - 1)
+            draft = lookup_draft(fed + pending, room) if generated and room > 0 else []
             if draft:
                 logits, past = self.model.forward(pending + draft, past, all_logits=True)
             else:

@@ -216,7 +216,7 @@ class Lexicon:
     def match(self, text: str, categories: tuple[str, ...] = PRECEDENCE) -> list[str]:
         from companion.safety.normalize import normalize
 
-        plain = self.benign.sub(" ", normalize(text))
+        plain = self.without_benign(text)
         leet = self.benign.sub(" ", normalize(text, leet=True))
         hits = []
         for category in categories:
