@@ -253,8 +253,8 @@ def test_the_public_sample_parses():
 
 
 @pytest.mark.parametrize("name, minimum, mix", [
-    ("quality_dev.jsonl", 200, {"fact": 120, "social": 50, "child_fact": 15, "conversation": 15}),
-    ("quality_heldout.jsonl", 80, {"fact": 48, "social": 20, "child_fact": 6, "conversation": 6}),
+    ("quality_dev.jsonl", 280, {"fact": 170, "social": 70, "child_fact": 21, "conversation": 21}),
+    ("quality_heldout.jsonl", 96, {"fact": 60, "social": 25, "child_fact": 6, "conversation": 5}),
 ])
 def test_dev_sets_parse_and_have_the_mix(name, minimum, mix):
     items = load_items(DATA / name)
@@ -262,7 +262,8 @@ def test_dev_sets_parse_and_have_the_mix(name, minimum, mix):
     assert len(items) >= minimum and all(kinds[k] >= n for k, n in mix.items()), kinds
     assert all(len(i.turns) == 10 for i in items if i.kind == "conversation")
     topics = Counter(i.extra.get("topic") for i in items if i.kind == "fact")
-    assert set(topics) == {"animals", "space", "body", "weather", "nature", "how things work", "numbers and words"}
+    seven = {"animals", "space", "body", "weather", "nature", "how things work", "numbers and words"}
+    assert seven <= set(topics) <= seven | {"food"}, topics
     assert min(topics.values()) >= 6, topics
     # --limit 12 (the real-model test) sees every kind.
     assert {i.kind for i in items[:12]} == set(mix)
