@@ -18,7 +18,8 @@ from companion.memory.answers import answer_from_facts
 from companion.memory.store import Fact, StoredTurn
 from companion.parent.settings import LINES, ParentSettings, gate
 from companion.persona import Persona
-from companion.safety.check import SafetyLayer, SafetyVerdict
+from companion.brain.care import caring_line
+from companion.safety.check import EMOTIONAL, SafetyLayer, SafetyVerdict
 
 #: What is stored instead of personal information the child said (an address, a phone number).
 PERSONAL_INFO_PLACEHOLDER = "[personal information not stored]"
@@ -70,7 +71,8 @@ class TurnPlan:
     heard: str
     #: The input check's verdict (for a parents' gate: action "answer", category "quiet_hours"/"daily_limit").
     verdict: SafetyVerdict
-    #: "model", or the source of the fixed line: "safety", "quiet_hours", "daily_limit", "memory".
+    #: "model", or the source of the fixed line: "safety", "care" (a caring line for a sad, scared or
+    #: grieving child), "quiet_hours", "daily_limit", "memory".
     kind: str
     #: The words to say when ``kind != "model"``: reviewed text, never the model's.
     line: str | None
@@ -100,8 +102,8 @@ class TurnPlan:
 
 
 def plan_turn(heard: str, ctx: TurnContext, brief: Brief) -> TurnPlan:
-    """Parent gate, input safety, an answer from memory, or a prompt; first match wins in that order,
-    except that a disclosure is heard and alerted whatever the hour."""
+    """Parent gate, input safety, a caring line, an answer from memory, or a prompt; first match wins in
+    that order, except that a disclosure is heard and alerted whatever the hour."""
     verdict = brief.safety.check_input(heard)
     common = dict(heard=heard, history=ctx.history, guard=brief.safety, max_words=brief.persona.max_words,
                   volume=ctx.parent.volume / 100, alert=verdict.category if verdict.action == "alert" else None)
@@ -112,6 +114,10 @@ def plan_turn(heard: str, ctx: TurnContext, brief: Brief) -> TurnPlan:
     if verdict.action != "answer":
         return TurnPlan(verdict=verdict, kind="safety", line=brief.safety.reply(verdict, heard), prompt=(),
                         learn_facts=False, **common)
+    if verdict.category == EMOTIONAL:
+        # A sad, scared or grieving child hears reviewed words, not a small model's (brain/care.py).
+        return TurnPlan(verdict=verdict, kind="care", line=caring_line(heard, ctx.child), prompt=(),
+                        learn_facts=True, **common)
     known = answer_from_facts(heard, list(ctx.facts))
     if known is not None:
         return TurnPlan(verdict=verdict, kind="memory", line=known, prompt=(), learn_facts=True, **common)

@@ -203,6 +203,15 @@ class MemoryStore:
         return 0 if cid is None else self._db.execute("SELECT count(*) FROM turns WHERE child_id = ?",
                                                       (cid,)).fetchone()[0]
 
+    def count_turns_since(self, child: str, since: float, *, safety_category: str) -> int:
+        """A child's turns since ``since`` (epoch seconds) whose input check named ``safety_category``."""
+        cid = self.child_id(child, create=False)
+        if cid is None:
+            return 0
+        return self._db.execute("SELECT count(*) FROM turns WHERE child_id = ? AND at >= ? AND "
+                                "json_extract(meta, '$.safety.category') = ?", (cid, since, safety_category)
+                                ).fetchone()[0]
+
     # -- facts and alerts -------------------------------------------------------------------
     def add_fact(self, child: str, kind: str, value: str, source_turn_id: int | None) -> None:
         """Keep one value per single-valued kind (name, age...); many for likes, pets, friends."""

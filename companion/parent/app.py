@@ -115,7 +115,7 @@ def create_app(memory: MemoryStore | MemoryWorker, config: CompanionConfig, *,
         settings = ps.load(store)
         today = ps.start_of_today(dt.datetime.now())
         kids = [{"name": c, "talk_s": store.talk_seconds(c, today), "limit_s": settings.limit_s(c),
-                 "alerts": sum(1 for a in store.alerts(c) if not a["seen"])} for c in store.children()]
+                 "alerts": sum(1 for a in store.alerts(c) if not a["seen"] and a["category"] != "wellbeing")} for c in store.children()]
         return {"kids": kids, "open_alerts": [a for a in store.all_alerts() if not a["seen"]],
                 "quiet_now": settings.quiet_now(dt.datetime.now()), "settings": settings}
 
