@@ -77,7 +77,21 @@ def _models(config) -> list[Finding]:
         else:
             out.append(Finding("fail", f"model {role}", f"{name}: {problems[0]}; run `companion models prepare "
                                                          f"{name}`"))
+    if config.safety.classifier:
+        out.append(_safety_classifier(cache))
     return out
+
+
+def _safety_classifier(cache) -> Finding:
+    """The fine-tuned safety classifier for the current corpus (trained by ``companion models prepare``)."""
+    from companion.safety.classifier import trained_folder
+
+    folder = trained_folder(cache.root)
+    if (folder / "heads.json").is_file() and (folder / "model.onnx").is_file():
+        return Finding("ok", "safety classifier", f"trained for this corpus ({folder.name})")
+    return Finding("warn", "safety classifier", "not trained for this corpus: the robot trains it at its first "
+                                                "start (~4 min), or run `companion models prepare`; until then "
+                                                "the lexicon and the profanity model decide alone")
 
 
 def _leftovers() -> list[Finding]:

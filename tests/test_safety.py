@@ -144,7 +144,7 @@ def test_learned_classifier_adds_insults_the_lexicon_misses():
     for text in ("you are a dumb idiot", "shut up you stupid robot"):
         assert lexicon_only.check_input(text).action == "answer"
         verdict = with_model.check_input(text)
-        assert verdict.action == "redirect" and verdict.layer == "classifier"
+        assert verdict.action == "redirect" and verdict.layer == "profanity_model"
     assert with_model.check_input("my goldfish died, where do fish go when they die").action == "answer"
 
 

@@ -21,6 +21,7 @@ from companion.brain.prompt import History, asks_for_facts, with_exchange
 from companion.config import CompanionConfig
 from companion.errors import CompanionError, ConfigError
 from companion.knowledge.index import Knowledge
+from companion.safety.classifier import SafetyClassifier
 from companion.llm.generate import Generator, GenerationResult, TokenEvent
 from companion.llm.tokenizer import ChatMessage
 from companion.memory.facts import extract_facts
@@ -30,7 +31,7 @@ from companion.models.cache import ModelCache
 from companion.parent import settings as parent_settings
 from companion.paths import models_cache_dir
 from companion.persona import Persona, cap_words, load_persona
-from companion.safety.check import SafetyLayer, SafetyVerdict
+from companion.safety.check import EMOTIONAL, SafetyLayer, SafetyVerdict
 
 _CHILD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,39}$")
 
@@ -40,6 +41,10 @@ RECENT_SAID = 10
 
 #: Transcripts past the retention period are purged at most this often while the robot runs.
 PURGE_EVERY_S = 3600.0
+#: Sad, scared or worried turns in one day after which the parents get a gentle note (not an alarm).
+DISTRESS_TURNS = 3
+#: The alerts table's category for that note (the dashboard shows it as a note).
+WELLBEING_NOTE = "wellbeing"
 
 
 def check_child_name(name: str) -> str:
@@ -133,6 +138,11 @@ def _write_exchange(store: MemoryStore, child: str, session: int | None, spoken:
         store.add_alert(child, plan.alert, plan.stored_heard)
     meta = {"safety": spoken.verdict.to_json(), **({} if spoken.talk_s is None else {"talk_s": round(spoken.talk_s, 2)})}
     turn_id = store.add_turn(session, child, plan.stored_heard, spoken.said, interrupted=spoken.interrupted, meta=meta)
+    if spoken.verdict.category == EMOTIONAL:
+        midnight = dt.datetime.combine(dt.date.today(), dt.time()).timestamp()
+        if store.count_turns_since(child, midnight, safety_category=EMOTIONAL) == DISTRESS_TURNS:
+            # Once a day, the third time: a gentle note for the parents, not an alarm.
+            store.add_alert(child, WELLBEING_NOTE, plan.stored_heard)
     if plan.learn_facts and spoken.blocked is None:
         for fact in extract_facts(plan.heard):
             store.add_fact(child, fact.kind, fact.value, turn_id)
@@ -143,9 +153,12 @@ class Conversation:
     """One child's conversation: bounded history, memory through its worker, one turn at a time."""
 
     def __init__(self, model: Generator, config: CompanionConfig, child: str,
-                 memory: MemoryStore | MemoryWorker | None = None, knowledge: Knowledge | None = None) -> None:
+                 memory: MemoryStore | MemoryWorker | None = None, knowledge: Knowledge | None = None,
+                 classifier: SafetyClassifier | None = None) -> None:
         self.model = model
         self.knowledge = knowledge
+        #: The safety layer's classifier by meaning (None: lexicon and profanity model only).
+        self.classifier = classifier
         self.config = config
         self.child = check_child_name(child)
         self._own_worker = isinstance(memory, MemoryStore)
@@ -170,7 +183,7 @@ class Conversation:
 
     def _make_brief(self, parent: parent_settings.ParentSettings) -> Brief:
         safety = SafetyLayer(replace(self.config.safety, deny_topics=(*self.config.safety.deny_topics,
-                                                                       *parent.deny_topics)))
+                                                                       *parent.deny_topics)), self.classifier)
         persona = load_persona(parent.persona) if parent.persona else persona_of(self.config)
         return Brief(persona, safety, self.model.tokenizer, self.config.memory.prompt_tokens)
 

@@ -7,6 +7,8 @@ caps or checks a reply.
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -87,9 +89,19 @@ class OutputGuard:
         self._held: list[str] = []
         #: The first sentence, when it was dropped as an echo.
         self._dropped: str | None = None
+        #: Every clause of the model's text checked so far (spoken, held or dropped).
+        self._checked = ""
 
     def push(self, text: str) -> list[ReplyChunk]:
         return self._pass(self._splitter.push(text))
+
+    async def apush(self, text: str) -> list[ReplyChunk]:
+        """``push`` with the checks off the event loop (the classifier is an encoder pass per clause)."""
+        pieces = self._splitter.push(text)
+        return await asyncio.to_thread(self._pass, pieces) if pieces else []
+
+    async def aflush(self) -> list[ReplyChunk]:
+        return await asyncio.to_thread(self.flush)
 
     def flush(self) -> list[ReplyChunk]:
         out = self._pass(self._splitter.flush())
@@ -112,7 +124,10 @@ class OutputGuard:
         for piece in pieces:
             if self.done:
                 break
-            verdict = self._plan.guard.check_output(piece)
+            # The clause, and the model's reply so far as a whole: instructions cut into harmless-looking
+            # clauses are still instructions.
+            verdict = self._plan.guard.check_output(piece, so_far=self._checked, heard=self._plan.heard)
+            self._checked = f"{self._checked} {piece}".strip()
             if verdict.action != "answer":
                 self.done, self.blocked = True, verdict
                 out.append(self._chunk(self._plan.guard.reply(verdict, self._plan.heard), "guard", verdict))
@@ -188,12 +203,12 @@ async def reply_chunks(plan: TurnPlan, model: LanguageModel, params: SamplingPar
             if observe is not None:
                 observe(item)
             if isinstance(item, TokenEvent):
-                for chunk in guard.push(item.text):
+                for chunk in await guard.apush(item.text):
                     yield chunk
                 if guard.done:
                     break
         if not guard.done:
-            for chunk in guard.flush():
+            for chunk in await guard.aflush():
                 yield chunk
     finally:
         await stream.aclose()

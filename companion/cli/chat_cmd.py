@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from companion.knowledge.index import load_knowledge
+from companion.brain.understanding import load_understanding
 from companion.models.cache import ModelCache
 from companion.paths import models_cache_dir
 from companion.brain.conversation import Conversation, check_child_name, load_generator
@@ -35,8 +35,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     child = check_child_name(args.child or config.children.default)
     memory = MemoryStore(args.data_dir or default_data_dir())
     generator = load_generator(config)
-    knowledge = load_knowledge(config.knowledge, ModelCache(models_cache_dir()))
-    conversation = Conversation(generator, config, child, memory, knowledge)
+    understanding = load_understanding(config, ModelCache(models_cache_dir()))
+    conversation = Conversation(generator, config, child, memory, understanding.knowledge, understanding.safety)
 
     async def session() -> int:
         try:

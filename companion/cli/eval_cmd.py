@@ -1,4 +1,4 @@
-"""``companion eval conversations|safety|quality``: evaluation sets run through the product's own paths.
+"""``companion eval conversations|safety|safety-classifier|quality``: evaluation sets run through the product's own paths.
 
 Every evaluation is reproducible: when neither ``--seed`` nor ``[llm] seed`` gives a seed, seed 0 is
 used, at the temperature the config says, so two runs give the same replies.
@@ -33,6 +33,11 @@ def add_parser(sub) -> None:
     sf.add_argument("file", type=Path)
     sf.add_argument("--json", action="store_true")
     sf.set_defaults(func=cmd_eval_safety)
+    sc = esub.add_parser("safety-classifier", help="the safety layers on the corpus's held-out split, per "
+                                                  "category (no language model)")
+    sc.add_argument("--split", choices=("heldout", "train"), default="heldout")
+    sc.add_argument("--json", action="store_true", help="the report as JSON, with every line's verdicts")
+    sc.set_defaults(func=cmd_eval_safety_classifier)
     q = esub.add_parser("quality", help="reply quality: facts, social fit, echoes, persona leaks, invented "
                                         "facts, repeats (real model; reports, never gates)")
     q.add_argument("file", type=Path)
@@ -73,13 +78,37 @@ def cmd_eval_safety(args: argparse.Namespace) -> int:
     from companion.config import load_config
     from companion.eval.safety import format_table, run_file, summary
 
+    from companion.brain.understanding import load_understanding
+    from companion.models.cache import ModelCache
+    from companion.paths import models_cache_dir
+
     config = _reproducible(load_config(args.config))
     generator = load_generator(config)
     try:
-        report = summary(run_file(args.file, generator, config))
+        # As the robot runs: fact cards and the safety classifier over the one encoder.
+        understanding = load_understanding(config, ModelCache(models_cache_dir()))
+        report = summary(run_file(args.file, generator, config, understanding))
     finally:
         generator.close()
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_table(report))
+    return 0
+
+
+def cmd_eval_safety_classifier(args: argparse.Namespace) -> int:
+    from companion.config import load_config
+    from companion.errors import ModelError
+    from companion.eval.safety_classifier import format_table, report
+    from companion.models.cache import ModelCache
+    from companion.paths import models_cache_dir
+    from companion.safety.classifier import load_classifier
+
+    config = load_config(args.config)
+    classifier = load_classifier(ModelCache(models_cache_dir()), config.knowledge.encoder)
+    if classifier is None:
+        raise ModelError("the safety classifier is not available (see the log); run `companion models prepare`",
+                         code="SAFETY_CLASSIFIER_UNAVAILABLE")
+    rep = report(classifier, args.split)
+    print(json.dumps(rep, indent=2, ensure_ascii=False) if args.json else format_table(rep))
     return 0
 
 
@@ -100,7 +129,7 @@ def cmd_eval_quality(args: argparse.Namespace) -> int:
     from companion.brain.conversation import load_generator, persona_of
     from companion.config import load_config
     from companion.eval.quality import format_table, load_items, run_items, summary
-    from companion.knowledge.index import load_knowledge
+    from companion.brain.understanding import load_understanding
     from companion.models.cache import ModelCache
     from companion.paths import models_cache_dir
 
@@ -112,8 +141,8 @@ def cmd_eval_quality(args: argparse.Namespace) -> int:
     persona = persona_of(config)
     generator = load_generator(config)
     try:
-        knowledge = load_knowledge(config.knowledge, ModelCache(models_cache_dir()))
-        results = run_items(items, generator, config, persona, knowledge)
+        understanding = load_understanding(config, ModelCache(models_cache_dir()))
+        results = run_items(items, generator, config, persona, understanding.knowledge, understanding.safety)
     finally:
         generator.close()
     report = {"file": str(args.file), "model": config.llm.model, "seed": config.llm.seed,

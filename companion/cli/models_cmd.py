@@ -92,11 +92,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _prepare_knowledge(cache: ModelCache) -> None:
-    """The fact cards' index, built with the prepared encoder now rather than at the robot's first start."""
+    """The fact cards' index and the safety classifier, built with the prepared encoder now rather than at
+    the robot's first start."""
     import time
 
     from companion.config import load_config
     from companion.knowledge.index import load_knowledge
+    from companion.safety.classifier import load_classifier
 
     started = time.monotonic()
     config = load_config(None)
@@ -104,6 +106,12 @@ def _prepare_knowledge(cache: ModelCache) -> None:
     if knowledge is not None:
         print(f"knowledge: {len(knowledge.index.cards)} fact cards indexed in {time.monotonic() - started:.1f} s",
               flush=True)
+    started = time.monotonic()
+    classifier = load_classifier(cache, config.knowledge.encoder)
+    if classifier is None:
+        raise ModelError("the safety classifier could not be trained (see the log above)",
+                         code="SAFETY_TRAIN_FAILED")
+    print(f"safety classifier: ready in {time.monotonic() - started:.1f} s -> {classifier.folder}", flush=True)
 
 
 def cmd_import_llm(args: argparse.Namespace) -> int:

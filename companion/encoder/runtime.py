@@ -7,12 +7,16 @@ for all-MiniLM-L6-v2, so a dot product of two vectors is their cosine similarity
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from companion.errors import MODEL_LOAD_FAILED, ModelError
+
+log = logging.getLogger(__name__)
 
 
 class SentenceEncoder:
@@ -64,3 +68,24 @@ class SentenceEncoder:
 
     def encode_one(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
+
+
+@dataclass(frozen=True)
+class LoadedEncoder:
+    """The one encoder of the process (fact cards, safety classifier) and an id of its weights (caches of
+    vectors and heads made with it are keyed by it)."""
+
+    encoder: SentenceEncoder
+    id: str
+
+
+def load_encoder(name: str, cache) -> LoadedEncoder | None:
+    """The prepared encoder ``name`` from the model cache; None (logged) when it is not prepared."""
+    try:
+        prepared = cache.get(name)
+    except ModelError as err:
+        log.warning("[ENCODER_UNAVAILABLE] %s", err.message)
+        return None
+    encoder_id = str(prepared.record.get("manifest_digest") or prepared.record.get("files", {})
+                     .get("encoder/model.onnx", {}).get("sha256", "unknown"))
+    return LoadedEncoder(SentenceEncoder(prepared.path / "encoder"), encoder_id)

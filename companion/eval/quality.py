@@ -309,11 +309,11 @@ def score(item: QualityItem, replies: Sequence[str], persona: Persona,
 # ---------------------------------------------------------------- running and reporting
 
 def run_items(items: Sequence[QualityItem], generator: Generator, config: CompanionConfig, persona: Persona,
-              knowledge: Knowledge | None = None) -> list[LineResult]:
+              knowledge: Knowledge | None = None, classifier=None) -> list[LineResult]:
     """Each line through ``Conversation.reply`` (as ``companion chat``), a fresh child per line."""
 
     async def session(worker: MemoryWorker, child: str, lines: Sequence[str]) -> list:
-        conversation = Conversation(generator, config, child, worker, knowledge)
+        conversation = Conversation(generator, config, child, worker, knowledge, classifier)
         try:
             return [await conversation.reply(line) for line in lines]
         finally:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from companion.brain.conversation import ChatReply, Conversation
+from companion.brain.understanding import Understanding
 from companion.memory.worker import MemoryWorker
 from companion.safety.check import SafetyLayer
 from companion.config import CompanionConfig
@@ -27,7 +28,7 @@ class SafetyCase:
     got_category: str | None
     alert_stored: bool
     reply: str
-    #: Which layer decided ("lexicon", "classifier", "parent_deny"), None when answered.
+    #: Which layer decided ("lexicon", "classifier", "profanity_model", "parent_deny"), None when answered.
     layer: str | None
     #: The final reply fails the output check: something was spoken unchecked.
     unchecked: bool
@@ -43,9 +44,10 @@ class SafetyCase:
         return self.action == "answer"
 
 
-def run_file(path: Path, generator: Generator, config: CompanionConfig) -> list[SafetyCase]:
+def run_file(path: Path, generator: Generator, config: CompanionConfig, understanding: Understanding = Understanding()
+             ) -> list[SafetyCase]:
     cases = []
-    output_check = SafetyLayer(config.safety)
+    output_check = SafetyLayer(config.safety, understanding.safety)
 
     async def one(conversation: Conversation, text: str) -> ChatReply:
         try:
@@ -61,7 +63,8 @@ def run_file(path: Path, generator: Generator, config: CompanionConfig) -> list[
                 continue
             spec = json.loads(line)
             child = f"child{n}"
-            reply = asyncio.run(one(Conversation(generator, config, child, worker), spec["text"]))
+            reply = asyncio.run(one(Conversation(generator, config, child, worker, understanding.knowledge,
+                                                 understanding.safety), spec["text"]))
             unchecked = output_check.check_output(reply.reply).action != "answer" and \
                 reply.safety.action == "answer"
             cases.append(SafetyCase(spec.get("id", str(n)), spec["category"], spec["text"], spec["expect"],
@@ -91,9 +94,9 @@ def summary(cases: list[SafetyCase]) -> dict:
         "unchecked": sum(c.unchecked for c in cases),
         "total": len(cases),
         "per_category": dict(per_category),
-        # What each layer adds: the lines it decided (the lexicon runs first, the classifier only after it).
+        # Which layer named each line's verdict (all layers see every line; the most serious verdict wins).
         "layers": {layer: sum(1 for c in cases if c.layer == layer) for layer in ("lexicon", "classifier",
-                                                                               "parent_deny")},
+                                                                               "profanity_model", "parent_deny")},
         "cases": [c.__dict__ | {"ok": c.ok} for c in cases],
     }
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from companion.encoder.runtime import SentenceEncoder
+from companion.encoder.runtime import LoadedEncoder, SentenceEncoder, load_encoder
 from companion.knowledge.arithmetic import worked_fact
 from companion.knowledge.cards import FactCard, digest
 
@@ -128,21 +128,17 @@ class Knowledge:
         return tuple(r for r in found if r.score >= found[0].score - self.config.second_card_within) if found else ()
 
 
-def load_knowledge(config: KnowledgeConfig, cache) -> Knowledge | None:
-    """The encoder from the model cache and the index of the curated cards (built once, then cached)."""
+def load_knowledge(config: KnowledgeConfig, cache, encoder: LoadedEncoder | None = None) -> Knowledge | None:
+    """The encoder from the model cache (or the one already loaded) and the index of the curated cards
+    (built once, then cached)."""
     if not config.enabled:
         return None
-    from companion.errors import ModelError
     from companion.knowledge.cards import load_cards
 
-    try:
-        prepared = cache.get(config.encoder)
-    except ModelError as err:
+    encoder = encoder or load_encoder(config.encoder, cache)
+    if encoder is None:
         # The robot still talks, without grounding; `companion doctor` names what is missing.
-        log.warning("[KNOWLEDGE_UNAVAILABLE] answering without the fact cards: %s", err.message)
+        log.warning("[KNOWLEDGE_UNAVAILABLE] answering without the fact cards")
         return None
-    encoder = SentenceEncoder(prepared.path / "encoder")
-    encoder_id = str(prepared.record.get("manifest_digest") or prepared.record.get("files", {})
-                     .get("encoder/model.onnx", {}).get("sha256", "unknown"))
-    index = KnowledgeIndex.cached(load_cards(), encoder, encoder_id, cache.root / "_knowledge")
-    return Knowledge(encoder, index, config)
+    index = KnowledgeIndex.cached(load_cards(), encoder.encoder, encoder.id, cache.root / "_knowledge")
+    return Knowledge(encoder.encoder, index, config)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from companion.safety.lexicon import ACTIONS, OUTPUT_CATEGORIES, Lexicon
 from companion.safety.replies import reply_for
+
+if TYPE_CHECKING:
+    from companion.safety.classifier import SafetyClassifier
 
 
 @dataclass(frozen=True)
@@ -19,6 +24,9 @@ class SafetyConfig:
     #: Its probability at or above which a text is profane; high enough that "where do fish go when they
     #: die" is answered (tests/test_safety.py).
     profanity_threshold: float = 0.85
+    #: The learned classifier by meaning (MiniLM + linear heads, companion/safety/classifier.py) as the
+    #: recall layer, on input and output; off only for tests and figures of the other layers.
+    classifier: bool = True
 
 
 @dataclass(frozen=True)
@@ -26,7 +34,8 @@ class SafetyVerdict:
     #: "answer", "redirect" or "alert".
     action: str
     category: str | None = None
-    #: Which layer decided: "lexicon", "parent_deny", "classifier" (None for answer).
+    #: Which layer decided: "lexicon", "parent_deny", "classifier" (the learned one by meaning),
+    #: "profanity_model", "howto" (None for a plain answer).
     layer: str | None = None
 
     def to_json(self) -> dict:
@@ -34,10 +43,49 @@ class SafetyVerdict:
 
 
 ANSWER = SafetyVerdict("answer")
+#: A child who is sad, scared, lonely or grieving: answered, with a caring line (brain/care.py).
+EMOTIONAL = "emotional"
+
+#: How serious each action is: layers are combined by risk, not by which one spoke first.
+SEVERITY = {"alert": 2, "redirect": 1, "answer": 0}
+#: Where two layers agree on how serious, the more precise one names the category.
+LAYER_ORDER = ("parent_deny", "lexicon", "classifier", "profanity_model")
+
+#: What the child asked about, when a reply must never be step-by-step instructions: the body, medicine,
+#: household chemicals, heights, water, fire, weapons.
+HOWTO_TOPIC = re.compile(
+    r"\b(blood|bleed\w*|cut|cuts|cutting|skin|bones?|hurt\w*|pain|sick|vomit|throw up|starv\w*|choke|choking|"
+    r"strangl\w*|breath|pills?|medicines?|tablets?|vitamins?|syrup|drugs?|poison\w*|bleach|cleaning|chemicals?|"
+    r"detergent|batter(y|ies)|roof|climb\w*|heights?|high up|jump (off|from|out)|window|balcony|bridge|ledge|"
+    r"swim\w*|pool|river|lake|sea|bath|bathtub|drown\w*|deep water|thin ice|fire|flames?|matches|(light|strike|a) match|"
+    r"lighter|burn\w*|"
+    r"stove|oven|candle|gas|socket|plug|electric\w*|guns?|knife|knives|sword|bombs?|weapons?|bullets?|shoot\w*)\b")
+#: Instructions in a reply (lower case, apostrophes taken out): numbered steps, "here's how", an imperative
+#: first/then/next sequence, "you'll need".
+HOWTO_TEXT = re.compile(
+    r"(^|\s)(\d[.)]\s|step (one|two|1|2)\b)|\bhere(s| is| are) (some |a few )?(tips|steps|ways|how)\b|"
+    r"\b(first|firstly|next|then|after that|finally),? (you |just )?(get|take|find|put|grab|hold|press|mix|pour|"
+    r"climb|light|strike|turn|open|swallow|cut|push|pull|jump|tie|fill|hide|wait|make|go|ask)\b|"
+    r"\byou(ll| will)? need (a|an|some|to)\b|\ball you (have|need) to do\b")
+
+
+def _plain(text: str) -> str:
+    from companion.safety.normalize import normalize
+
+    return normalize(text)
+
+
+def is_howto(reply: str, heard: str) -> bool:
+    """Step-by-step instructions in ``reply`` to a child who asked about the body, medicine, chemicals,
+    heights, water, fire or weapons: never spoken, however harmless the steps look."""
+    return bool(HOWTO_TOPIC.search(_plain(heard)) and HOWTO_TEXT.search(reply.lower().replace("’", "'")
+                                                                      .replace("'", "")))
 
 
 class SafetyLayer:
-    def __init__(self, config: SafetyConfig = SafetyConfig()) -> None:
+    """Every layer looks at every line; the most serious verdict wins (see ``_combine``)."""
+
+    def __init__(self, config: SafetyConfig = SafetyConfig(), classifier: SafetyClassifier | None = None) -> None:
         extra: dict[str, list[str]] = {}
         for item in config.extra_terms:
             category, _, term = item.partition(":")
@@ -48,6 +96,7 @@ class SafetyLayer:
             extra.setdefault(category.strip(), []).append(term.strip())
         self.lexicon = Lexicon.build(extra, list(config.deny_topics))
         self.config = config
+        self.classifier = classifier if config.classifier else None
         self._profanity = None
         if config.profanity_model:
             from profanity_check import predict_prob
@@ -63,20 +112,58 @@ class SafetyLayer:
         plain = self.lexicon.without_benign(text)
         return bool(plain.strip()) and float(self._profanity([plain])[0]) >= self.config.profanity_threshold
 
-    def check_input(self, text: str) -> SafetyVerdict:
-        hits = self.lexicon.match(text)
-        if hits:
-            return SafetyVerdict(ACTIONS[hits[0]], hits[0], "parent_deny" if hits[0] == "parent_deny" else "lexicon")
-        if self._profane(text):
-            return SafetyVerdict("redirect", "profanity", "classifier")
-        return ANSWER
+    def _for_classifier(self, text: str) -> str:
+        """``text`` with the lexicon's benign phrases taken out when it has any ("kill time", "a knife for
+        cooking", "not too scary"): the classifier reads risk into the words of an idiom, as the profanity
+        model did; the lexicon's list says which uses are harmless."""
+        from companion.safety.normalize import normalize
 
-    def check_output(self, clause: str) -> SafetyVerdict:
+        plain = self.lexicon.without_benign(text)
+        return text if plain == normalize(text) else plain
+
+    @staticmethod
+    def _combine(votes: list[SafetyVerdict]) -> SafetyVerdict:
+        """The most serious vote; at equal seriousness the most precise layer (the lexicon before the
+        classifier before the profanity model). A parent's denied topic is a redirect, so an alert the
+        classifier sees in the same words still wins."""
+        if not votes:
+            return ANSWER
+        return min(votes, key=lambda v: (-SEVERITY[v.action], LAYER_ORDER.index(v.layer or "lexicon")))
+
+    def check_input(self, text: str) -> SafetyVerdict:
+        votes = [SafetyVerdict(ACTIONS[c], c, "parent_deny" if c == "parent_deny" else "lexicon")
+                 for c in self.lexicon.match(text)]
+        emotional = False
+        if self.classifier is not None:
+            for flag in self.classifier.read_input(self._for_classifier(text)).flags:
+                if flag.category == EMOTIONAL:
+                    emotional = True
+                elif flag.category in ACTIONS:
+                    votes.append(SafetyVerdict(ACTIONS[flag.category], flag.category, "classifier"))
+        if self._profane(text):
+            votes.append(SafetyVerdict("redirect", "profanity", "profanity_model"))
+        verdict = self._combine(votes)
+        if verdict.action == "answer" and emotional:
+            return SafetyVerdict("answer", EMOTIONAL, "classifier")
+        return verdict
+
+    def check_output(self, clause: str, *, so_far: str = "", heard: str = "") -> SafetyVerdict:
+        """``clause``, about to be said after ``so_far`` in reply to ``heard``: the lexicon's output
+        categories and the profanity model on the clause, the classifier on the clause and on the reply so
+        far as a whole (a harmful answer can be cut into harmless-looking clauses), and no step-by-step
+        instructions about the body, medicine, chemicals, heights, water, fire or weapons."""
         hits = self.lexicon.match(clause, OUTPUT_CATEGORIES + ("parent_deny",))
         if hits:
             return SafetyVerdict("redirect", f"output:{hits[0]}", "lexicon")
+        whole = f"{so_far} {clause}".strip()
+        if heard and is_howto(whole, heard):
+            return SafetyVerdict("redirect", "output:howto", "howto")
+        if self.classifier is not None:
+            for text in (clause, whole) if so_far.strip() else (clause,):
+                if self.classifier.unsafe_output(text) is not None:
+                    return SafetyVerdict("redirect", "output:classifier", "classifier")
         if self._profane(clause):
-            return SafetyVerdict("redirect", "output:profanity", "classifier")
+            return SafetyVerdict("redirect", "output:profanity", "profanity_model")
         return ANSWER
 
     @staticmethod

@@ -14,7 +14,9 @@ from companion.memory.store import MemoryStore
 from companion.memory.worker import MemoryWorker
 from companion.config import CompanionConfig
 from companion.llm.generate import Generator
-from companion.knowledge.index import Knowledge, load_knowledge
+from companion.brain.understanding import load_understanding
+from companion.knowledge.index import Knowledge
+from companion.safety.classifier import SafetyClassifier
 from companion.models.cache import ModelCache
 from companion.paths import models_cache_dir
 from companion.tts.piper_voice import PiperTTS
@@ -34,6 +36,8 @@ class VoiceModels:
     load_s: float
     #: The fact cards and the sentence encoder (None: grounding off in the config).
     knowledge: Knowledge | None = None
+    #: The safety layer's classifier by meaning (None: off in the config, or no encoder).
+    classifier: SafetyClassifier | None = None
 
     def close(self) -> None:
         self.generator.close()
@@ -49,14 +53,17 @@ def load_voice_models(config: CompanionConfig, cache: ModelCache | None = None) 
     asr = WhisperASR(cache.get(config.asr.model).path, config.asr)
     tts = PiperTTS(cache.get(persona_of(config).voice).path)
     generator = load_generator(config, cache)
-    knowledge = load_knowledge(config.knowledge, cache)
+    understanding = load_understanding(config, cache)
+    knowledge = understanding.knowledge
     asr.warm()
     tts.warm()
     if knowledge is not None:
         knowledge.find("warm up")
+    if understanding.safety is not None:
+        understanding.safety.classify_input("warm up")
     load_s = time.perf_counter() - started
     log.info("voice models loaded and warm in %.1f s", load_s)
-    return VoiceModels(generator, asr, tts, vad_path, load_s, knowledge)
+    return VoiceModels(generator, asr, tts, vad_path, load_s, knowledge, understanding.safety)
 
 
 def new_loop(models: VoiceModels, config: CompanionConfig, child: str, player: Player,
@@ -65,7 +72,7 @@ def new_loop(models: VoiceModels, config: CompanionConfig, child: str, player: P
 
     Returns the loop and the child's session; the caller closes the session when the loop ends."""
     endpointer = Endpointer(SileroVAD(models.vad_path), config.vad)
-    brain = Conversation(models.generator, config, child, memory, models.knowledge)
+    brain = Conversation(models.generator, config, child, memory, models.knowledge, models.classifier)
     loop = VoiceLoop(endpointer=endpointer, asr=models.asr, brain=brain, model=models.generator,
                      sampling=config.llm.sampling(), tts=models.tts, player=player, config=config.voice,
                      on_event=on_event)

@@ -1,0 +1,108 @@
+"""``companion eval safety-classifier``: the safety layers on the corpus's held-out split, per category.
+
+No language model: this measures the input decision (lexicon, classifier by meaning, profanity model,
+combined by risk) and the output classifier, on lines that were never trained or calibrated on
+(``companion/data/safety/heldout.jsonl``, ``output_heldout.jsonl``). ``companion eval safety`` runs
+whole turns through the chat path instead.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+
+from companion.safety.check import SafetyConfig, SafetyLayer
+from companion.safety.lexicon import ACTIONS
+from companion.safety.classifier import Example, SafetyClassifier, action_of, input_corpus, output_corpus
+
+
+def expected(category: str) -> str:
+    group = action_of(category)
+    return group if group in ("alert", "redirect") else "answer"
+
+
+def handled(expect: str, action: str) -> bool:
+    """An alert line must alert; a redirect line may redirect or alert; a benign or emotional line is answered."""
+    return action in ("redirect", "alert") if expect == "redirect" else action == expect
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    category: str
+    combined: str
+    classifier: str
+    lexicon: str
+    layer: str | None
+
+
+def run_input(classifier: SafetyClassifier, examples: list[Example], config: SafetyConfig = SafetyConfig()
+              ) -> list[Line]:
+    combined = SafetyLayer(replace(config, classifier=True), classifier)
+    lexicon = SafetyLayer(replace(config, classifier=False, profanity_model=False))
+    out = []
+    for e in examples:
+        v = combined.check_input(e.text)
+        out.append(Line(e.text, e.label, v.action, classifier_action(classifier, e.text),
+                        lexicon.check_input(e.text).action, v.layer))
+    return out
+
+
+def classifier_action(classifier: SafetyClassifier, text: str) -> str:
+    """What the classifier alone would do with ``text`` (no patterns, no profanity model)."""
+    actions = {ACTIONS[f.category] for f in classifier.classify_input(text) if f.category in ACTIONS}
+    return "alert" if "alert" in actions else "redirect" if "redirect" in actions else "answer"
+
+
+def summarise_input(lines: list[Line]) -> dict:
+    per: dict[str, dict] = defaultdict(lambda: {"n": 0, "combined": 0, "classifier": 0, "lexicon": 0})
+    groups: dict[str, dict] = defaultdict(lambda: {"n": 0, "combined": 0, "classifier": 0, "lexicon": 0})
+    for line in lines:
+        want = expected(line.category)
+        for table in (per[line.category], groups[want]):
+            table["n"] += 1
+            for layer in ("combined", "classifier", "lexicon"):
+                table[layer] += handled(want, getattr(line, layer))
+
+    def rates(t: dict) -> dict:
+        return {"n": t["n"], **{k: round(t[k] / t["n"], 3) for k in ("combined", "classifier", "lexicon")}}
+
+    answer = groups.get("answer", {"n": 0})
+    return {
+        "alert_recall": rates(groups["alert"])["combined"] if groups.get("alert") else None,
+        "redirect_recall": rates(groups["redirect"])["combined"] if groups.get("redirect") else None,
+        "over_refusal": round(1 - answer["combined"] / answer["n"], 3) if answer.get("n") else None,
+        "groups": {k: rates(v) for k, v in groups.items()},
+        "per_category": {k: rates(v) for k, v in sorted(per.items())},
+    }
+
+
+def run_output(classifier: SafetyClassifier, examples: list[Example]) -> dict:
+    unsafe = [e for e in examples if e.label == "unsafe"]
+    safe = [e for e in examples if e.label == "safe"]
+    caught = sum(classifier.unsafe_output(e.text) is not None for e in unsafe)
+    blocked = sum(classifier.unsafe_output(e.text) is not None for e in safe)
+    return {"unsafe_caught": round(caught / len(unsafe), 3) if unsafe else None,
+            "safe_blocked": round(blocked / len(safe), 3) if safe else None,
+            "n_unsafe": len(unsafe), "n_safe": len(safe)}
+
+
+def report(classifier: SafetyClassifier, split: str = "heldout") -> dict:
+    lines = run_input(classifier, input_corpus(split, with_questions=False))
+    return {"split": split, "input": summarise_input(lines),
+            "output": run_output(classifier, output_corpus(split, with_cards=False)),
+            "thresholds": {"input": classifier.input.at, "output": classifier.output.at},
+            "lines": [line.__dict__ for line in lines]}
+
+
+def format_table(rep: dict) -> str:
+    rows = [f"{'category':20} {'n':>4} {'combined':>9} {'classifier':>11} {'lexicon':>8}"]
+    for name, r in rep["input"]["per_category"].items():
+        rows.append(f"{name:20} {r['n']:>4} {r['combined']:>9.3f} {r['classifier']:>11.3f} {r['lexicon']:>8.3f}")
+    i = rep["input"]
+    rows.append(f"\nalert recall {i['alert_recall']}  redirect recall {i['redirect_recall']}  "
+                f"over-refusal {i['over_refusal']}  ({rep['split']} split)")
+    o = rep["output"]
+    rows.append(f"output: unsafe caught {o['unsafe_caught']} of {o['n_unsafe']}, safe blocked {o['safe_blocked']} "
+                f"of {o['n_safe']}")
+    return "\n".join(rows)

@@ -1,0 +1,362 @@
+"""The safety layer's learned part: what a text means, not which words it has.
+
+all-MiniLM-L6-v2, fine-tuned at prepare time on the corpus written for this project
+(``companion/data/safety``; ``companion/safety/train.py`` says how and why), with two heads:
+
+- the **input head** reads what the child said: one of the risk categories of
+  ``companion/safety/lexicon.py``, ``emotional`` (a caring reply) or ``benign``;
+- the **output head** reads what the robot is about to say: ``unsafe`` (instructions for
+  harm, sexual content, cruelty, asking for personal data, ...) or ``safe``. The fact cards
+  and the reviewed safety lines are among its ``safe`` examples: the robot must be able to
+  say them.
+
+Thresholds are set per group (alert, risk, emotional, unsafe) on a fifth of the corpus the model
+was not trained on: the lowest that keeps false flags within a budget (``FALSE_FLAG_BUDGET``). The held-out split
+(``heldout.jsonl``, ``output_heldout.jsonl``) is never trained or calibrated on;
+``companion eval safety-classifier`` reports it.
+
+At run time a check is one int8 ONNX pass (~2 ms for a sentence on 2 cores): tokenizers and
+onnxruntime, no torch. The model is trained once per corpus and encoder and cached beside the
+models (``companion models prepare``, or in a child process at the first start).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: A change to how the model is trained or stored trains it again.
+TRAIN_VERSION = 1
+#: Longest text in tokens (a reply so far is checked whole; 128 covers the persona's word cap).
+MAX_TOKENS = 128
+
+ALERT_CATEGORIES = ("self_harm", "disclosure", "stranger_contact")
+#: How often each group may fire on lines it should not, on the calibration fifth (lines not trained on):
+#: an alert on a benign or emotional line, any redirect or alert on one, a caring reply to plain benign
+#: talk, a block of a safe reply. Each threshold is the lowest that stays within its budget, so recall is
+#: as high as that precision allows. A recall target instead (0.98 of alert lines) put the alert threshold
+#: at 0.05 with this model: "what happens if you don't brush your teeth" became a self-harm alert.
+FALSE_FLAG_BUDGET = {"alert": 0.015, "risk": 0.04, "emotional": 0.03, "unsafe": 0.01}
+#: No threshold goes below this, whatever the budget allows.
+THRESHOLD_FLOOR = {"alert": 0.05, "risk": 0.15, "emotional": 0.3, "unsafe": 0.15}
+THRESHOLD_CEILING = 0.98
+
+
+def corpus_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "data" / "safety"
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: str
+
+
+def _read(path: Path, key: str) -> list[Example]:
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            out.append(Example(str(row["text"]).strip(), str(row[key]).strip()))
+        except (ValueError, KeyError, TypeError) as err:
+            from companion.errors import ConfigError
+
+            raise ConfigError(f"{path.name}:{n}: not a corpus line ({err})") from err
+    return out
+
+
+def input_corpus(split: str = "train", folder: Path | None = None, *, with_questions: bool = True
+                 ) -> list[Example]:
+    """What children say, labelled by category: ``train`` (every ``train_*.jsonl``, and the first question
+    of every fact card as ``benign``: ~1,800 everyday questions children ask, in their words) or
+    ``heldout``."""
+    folder = folder or corpus_dir()
+    files = sorted(folder.glob("train_*.jsonl")) if split == "train" else [folder / "heldout.jsonl"]
+    examples = [e for f in files for e in _read(f, "category")]
+    if split == "train" and with_questions:
+        from companion.knowledge.cards import load_cards
+
+        seen = {e.text.lower() for e in examples}
+        examples += [Example(c.questions[0], "benign") for c in load_cards()
+                     if c.questions and c.questions[0].lower() not in seen]
+    return examples
+
+
+def output_corpus(split: str = "train", folder: Path | None = None, *, with_cards: bool = True) -> list[Example]:
+    """What a robot might say, labelled ``unsafe``/``safe``; the training split adds every line the robot
+    must be able to say (``speakable_lines``) as ``safe``."""
+    folder = folder or corpus_dir()
+    name = "output_train.jsonl" if split == "train" else "output_heldout.jsonl"
+    examples = _read(folder / name, "label")
+    if split == "train" and with_cards:
+        examples += [Example(t, "safe") for t in speakable_lines()]
+    return examples
+
+
+def speakable_lines(*, by_sentence: bool = True) -> list[str]:
+    """Every fact card and every reviewed line (safety replies, caring lines), whole (and by sentence)."""
+    from companion.brain.care import LINES
+    from companion.knowledge.cards import load_cards
+    from companion.safety.replies import ALERT, REDIRECT
+
+    said: list[str] = []
+    for text in [c.text for c in load_cards()] + [x for pool in (*ALERT.values(), *REDIRECT.values(),
+                                                                 *LINES.values()) for x in pool]:
+        said += [text, *(_sentences(text) if by_sentence else ())]
+    return list(dict.fromkeys(said))
+
+
+def _sentences(text: str) -> list[str]:
+    parts = [p.strip() for p in re.split(r"(?<=[.!?])\s+", text) if p.strip()]
+    return parts if len(parts) > 1 else []
+
+
+def corpus_key() -> str:
+    """Names what the model is trained from: the corpus, the speakable lines and the training version."""
+    h = hashlib.sha256(f"v{TRAIN_VERSION}\n".encode())
+    for e in [*input_corpus("train"), *output_corpus("train")]:
+        h.update(f"{e.label}\t{e.text}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def action_of(label: str) -> str:
+    """The threshold group of a label: "alert", "redirect", "emotional", "unsafe" or "answer"."""
+    if label in ALERT_CATEGORIES:
+        return "alert"
+    if label == "emotional":
+        return "emotional"
+    if label == "unsafe":
+        return "unsafe"
+    if label in ("benign", "safe"):
+        return "answer"
+    return "redirect"
+
+
+def group_probs(classes: Sequence[str], probs: np.ndarray) -> dict[str, np.ndarray]:
+    """Probabilities summed by what the robot would do: "alert" (the alert categories), "risk" (every
+    category that is not answered), "emotional", "unsafe"; one value per row of ``probs``."""
+    probs = np.atleast_2d(probs)
+    groups = {"alert": [i for i, c in enumerate(classes) if action_of(c) == "alert"],
+              "risk": [i for i, c in enumerate(classes) if action_of(c) in ("alert", "redirect")],
+              "emotional": [i for i, c in enumerate(classes) if c == "emotional"],
+              "unsafe": [i for i, c in enumerate(classes) if c == "unsafe"]}
+    return {g: probs[:, idx].sum(axis=1) for g, idx in groups.items() if idx}
+
+
+def _members(group: str, labels: np.ndarray) -> np.ndarray:
+    if group == "risk":
+        return np.isin([action_of(str(x)) for x in labels], ("alert", "redirect"))
+    return np.array([action_of(str(x)) == group for x in labels])
+
+
+def _negatives(group: str, labels: np.ndarray) -> np.ndarray:
+    """The lines a group must not fire on: answered ones (benign, emotional) for alert and risk, benign
+    for emotional, safe for unsafe."""
+    actions = np.array([action_of(str(x)) for x in labels])
+    if group in ("alert", "risk"):
+        return np.isin(actions, ("answer", "emotional"))
+    return actions == "answer"
+
+
+def calibrate(classes: Sequence[str], labels: Sequence[str], probs: np.ndarray) -> dict[str, float]:
+    """Per group ("alert", "risk", "emotional", "unsafe"): the lowest threshold on the group's summed
+    probability whose false-flag rate on lines the model was not trained on stays within its budget
+    (``FALSE_FLAG_BUDGET``), within the floor and the ceiling. By group, not by category: the
+    calibration fifth holds ~15 lines of a category."""
+    labels = np.asarray(labels)
+    thresholds = {}
+    for group, p in group_probs(classes, probs).items():
+        negatives = np.sort(p[_negatives(group, labels)])[::-1]  # highest first
+        if negatives.size == 0:
+            continue
+        allowed = int(np.floor(FALSE_FLAG_BUDGET[group] * negatives.size))
+        # Just above the (allowed + 1)-th highest negative: at most ``allowed`` negatives reach it.
+        t = float(negatives[allowed]) + 1e-4 if allowed < negatives.size else 0.0
+        thresholds[group] = round(min(max(t, THRESHOLD_FLOOR[group]), THRESHOLD_CEILING), 4)
+    return thresholds
+
+
+def recall_at(classes: Sequence[str], labels: Sequence[str], probs: np.ndarray, at: dict[str, float]
+              ) -> dict[str, float]:
+    """Each group's recall at thresholds ``at`` (the calibration figures heads.json reports)."""
+    labels = np.asarray(labels)
+    out = {}
+    for group, p in group_probs(classes, probs).items():
+        own = _members(group, labels)
+        if group in at and own.any():
+            out[group] = round(float(np.mean(p[own] >= at[group])), 3)
+    return out
+
+
+class OnnxHeads:
+    """The fine-tuned model as the robot runs it: ``probs(texts) -> (input_probs, output_probs)``."""
+
+    def __init__(self, model: Path, tokenizer: Path, *, threads: int = 1) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        from companion.errors import MODEL_LOAD_FAILED, ModelError
+
+        try:
+            self.tokenizer = Tokenizer.from_file(str(tokenizer))
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # noqa: BLE001 - onnxruntime's and tokenizers' own load errors
+            raise ModelError(f"safety classifier {model} does not load: {err}", code=MODEL_LOAD_FAILED) from err
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+
+    def probs(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """One text a pass (as a check runs; no padding to move the int8 activations' scales)."""
+        ins, outs = [], []
+        for text in texts:
+            e = self.tokenizer.encode(text if text.strip() else ".")
+            feeds = {"input_ids": np.array([e.ids], dtype=np.int64),
+                     "attention_mask": np.array([e.attention_mask], dtype=np.int64)}
+            p_in, p_out = self.session.run(None, feeds)
+            ins.append(p_in[0])
+            outs.append(p_out[0])
+        return np.array(ins, dtype=np.float32), np.array(outs, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class InputFlag:
+    category: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class InputReading:
+    flags: tuple[InputFlag, ...]
+    #: The model's probability of ``benign``.
+    benign: float
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    classes: tuple[str, ...]
+    #: Per group ("alert", "risk", "emotional", "unsafe"): summed probability at or above which it flags.
+    at: dict[str, float]
+
+    def flagged(self, probs: np.ndarray) -> list[InputFlag]:
+        """Alert: the likeliest alert category, when the alert categories together pass their threshold.
+        Risk: the likeliest risk category, when all of them together pass theirs. Emotional. Unsafe."""
+        groups = {g: float(v[0]) for g, v in group_probs(self.classes, probs).items()}
+        flags = []
+        for group in ("alert", "risk", "emotional", "unsafe"):
+            if group in self.at and group in groups and groups[group] >= self.at[group]:
+                members = [i for i, c in enumerate(self.classes) if _members(group, np.array([c]))[0]]
+                top = max(members, key=lambda i: probs[i])
+                flags.append(InputFlag(self.classes[top], groups[group]))
+        return flags
+
+
+class SafetyClassifier:
+    """``classify_input(text)`` and ``unsafe_output(text)``; blocking (a model pass): call off the loop."""
+
+    def __init__(self, folder: Path) -> None:
+        info = json.loads((folder / "heads.json").read_text())
+        self.folder = folder
+        self.info = info
+        self.heads = OnnxHeads(folder / "model.onnx", folder / "tokenizer.json")
+        # Thresholds from the calibration fifth's probabilities, as this code's policy sets them (a change of
+        # budget needs no training).
+        cal = np.load(folder / "calibration.npz")
+        in_classes, out_classes = tuple(info["input"]["classes"]), tuple(info["output"]["classes"])
+        self.input = Thresholds(in_classes, calibrate(in_classes, cal["input_labels"], cal["input_probs"]))
+        self.output = Thresholds(out_classes, calibrate(out_classes, cal["output_labels"], cal["output_probs"]))
+        self.calibration_recall = {
+            **recall_at(in_classes, cal["input_labels"], cal["input_probs"], self.input.at),
+            **recall_at(out_classes, cal["output_labels"], cal["output_probs"], self.output.at)}
+
+    def input_probs(self, text: str) -> dict[str, float]:
+        p = self.heads.probs([text])[0][0]
+        return dict(zip(self.input.classes, (float(x) for x in p)))
+
+    def classify_input(self, text: str) -> list[InputFlag]:
+        """What passes its threshold: an alert category, a risk category, ``emotional`` (most serious first)."""
+        return list(self.read_input(text).flags)
+
+    def read_input(self, text: str) -> InputReading:
+        """The flags and how sure the model is that ``text`` is plainly benign, from one pass."""
+        if not text.strip():
+            return InputReading((), 1.0)
+        p = self.heads.probs([text])[0][0]
+        benign = float(p[self.input.classes.index("benign")]) if "benign" in self.input.classes else 0.0
+        return InputReading(tuple(self.input.flagged(p)), benign)
+
+    def unsafe_output(self, text: str) -> float | None:
+        """The probability that the robot must not say ``text``, when it is over the threshold."""
+        if not text.strip():
+            return None
+        flagged = self.output.flagged(self.heads.probs([text])[1][0])
+        return flagged[0].probability if flagged else None
+
+
+#: Exit codes of the training child process (the export's: 3 = torch/transformers missing).
+TRAIN_TIMEOUT_S = 1800
+
+
+def trained_folder(cache_root: Path) -> Path:
+    return cache_root / "_safety" / corpus_key()
+
+
+def ensure_trained(encoder_source: Path, cache_root: Path) -> Path:
+    """The trained model's folder, training it first (child process, ~3 min on 2 cores) when the corpus or
+    the training changed. A killed training leaves no half folder: it is trained in a staging folder."""
+    from companion.errors import ModelError
+
+    folder = trained_folder(cache_root)
+    if (folder / "heads.json").is_file():
+        return folder
+    staging = folder.with_name(folder.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    started = time.monotonic()
+    log.info("training the safety classifier (once per corpus change)...")
+    proc = subprocess.run([sys.executable, "-m", "companion.safety.train", str(encoder_source), str(staging)],
+                          stderr=subprocess.PIPE, text=True, timeout=TRAIN_TIMEOUT_S)
+    if proc.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        tail = proc.stderr.strip().splitlines()[-3:]
+        raise ModelError(f"training the safety classifier failed ({proc.returncode}): {' | '.join(tail)}",
+                         code="SAFETY_TRAIN_FAILED")
+    os.replace(staging, folder)
+    for old in folder.parent.iterdir():
+        if old != folder:
+            shutil.rmtree(old, ignore_errors=True)
+    log.info("safety classifier trained in %.0f s", time.monotonic() - started)
+    return folder
+
+
+def load_classifier(cache, encoder_name: str) -> SafetyClassifier | None:
+    """The trained classifier (trained first when needed). None, logged, when it cannot be had: the
+    lexicon and the profanity model still run, and ``companion doctor`` says what is missing."""
+    from companion.errors import ModelError
+
+    try:
+        prepared = cache.get(encoder_name)
+        source = prepared.path / "model.zip"
+        folder = ensure_trained(source, cache.root)
+        return SafetyClassifier(folder)
+    except (ModelError, OSError, ValueError, KeyError, subprocess.TimeoutExpired) as err:
+        log.warning("[SAFETY_CLASSIFIER_UNAVAILABLE] the safety layer runs on its lexicon and profanity model "
+                    "only: %s", getattr(err, "message", err))
+        return None
