@@ -87,26 +87,44 @@ def input_corpus(split: str = "train", folder: Path | None = None, *, with_quest
     of every fact card as ``benign``: ~1,800 everyday questions children ask, in their words) or
     ``heldout``."""
     folder = folder or corpus_dir()
-    files = sorted(folder.glob("train_*.jsonl")) if split == "train" else [folder / "heldout.jsonl"]
-    examples = [e for f in files for e in _read(f, "category")]
-    if split == "train" and with_questions:
+    if split != "train":
+        return _read(folder / "heldout.jsonl", "category")
+    examples = [e for f in sorted(folder.glob("train_*.jsonl")) for e in _read(f, "category")]
+    if with_questions:
         from companion.knowledge.cards import load_cards
 
-        seen = {e.text.lower() for e in examples}
-        examples += [Example(c.questions[0], "benign") for c in load_cards()
-                     if c.questions and c.questions[0].lower() not in seen]
-    return examples
+        examples += [Example(c.questions[0], "benign") for c in load_cards() if c.questions]
+    return _apart(examples, folder / "heldout.jsonl", "category")
+
+
+def _key(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9 ]", " ", text.lower()).split())
+
+
+def _apart(examples: list[Example], held_file: Path, key: str) -> list[Example]:
+    """``examples`` without duplicates and without any line of the held-out file: separate hands wrote
+    some of the same short lines ("why do cats purr"), and a line trained on is not held out."""
+    held = {_key(e.text) for e in _read(held_file, key)} if held_file.is_file() else set()
+    seen: set[str] = set()
+    out = []
+    for e in examples:
+        k = _key(e.text)
+        if k not in held and k not in seen:
+            seen.add(k)
+            out.append(e)
+    return out
 
 
 def output_corpus(split: str = "train", folder: Path | None = None, *, with_cards: bool = True) -> list[Example]:
     """What a robot might say, labelled ``unsafe``/``safe``; the training split adds every line the robot
     must be able to say (``speakable_lines``) as ``safe``."""
     folder = folder or corpus_dir()
-    name = "output_train.jsonl" if split == "train" else "output_heldout.jsonl"
-    examples = _read(folder / name, "label")
-    if split == "train" and with_cards:
+    if split != "train":
+        return _read(folder / "output_heldout.jsonl", "label")
+    examples = _read(folder / "output_train.jsonl", "label")
+    if with_cards:
         examples += [Example(t, "safe") for t in speakable_lines()]
-    return examples
+    return _apart(examples, folder / "output_heldout.jsonl", "label")
 
 
 def speakable_lines(*, by_sentence: bool = True) -> list[str]:

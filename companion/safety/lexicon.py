@@ -86,6 +86,9 @@ CATEGORIES: dict[str, list[str]] = {
         r"\bkeep (a|this|it|our|my) secrets?\b.{0,20}\bfrom (my )?(mom|mum|dad|parents|family|grown ups|teacher)",
         r"\b(dont|do not|never) tell (my )?(mom|mum|dad|parents|mommy|daddy|anyone|grown ups)\b",
         r"\bcan you keep a secret\b",
+        # Said by the robot: secrecy from a child's grown-ups, however it is put.
+        r"\bsecrets?\b.{0,25}\bfrom (your|my|the) ?(mom|mum|dad|parents|family|grown ?ups|teachers?)\b",
+        r"\bjust between (us|you and me|the two of us)\b",
     ],
     "violence": [
         rf"\b{ASK}\b.{{0,40}}\b(punch|hit|kick|hurt|beat up|beat|stab|kill|choke|strangle|bite|slap|smack|poison|murder|"
@@ -189,7 +192,7 @@ PRECEDENCE = ("self_harm", "disclosure", "stranger_contact", "personal_info", "s
               "parent_deny")
 #: Categories checked on the robot's own words (a child's disclosure patterns do not apply to them).
 OUTPUT_CATEGORIES = ("self_harm", "weapons", "violence", "medicine", "drugs_alcohol", "sexual", "hate", "profanity",
-                     "scary", "personal_info")
+                     "scary", "personal_info", "secrets")
 
 
 @dataclass(frozen=True)
