@@ -206,8 +206,8 @@ def test_the_output_classifier_blocks_what_a_robot_must_never_say(classifier):
         assert layer.check_output(reply).action == "answer", reply
 
 
-# The held-out figures as measured (``companion eval safety-classifier``, 2026-11-28: alert 0.955, redirect
-# 0.981, over-refusal 0.118; output: unsafe caught 0.675, safe blocked 0.013), with slack for a retrain on
+# The held-out figures as measured (``companion eval safety-classifier``, 2026-11-28: alert 0.97, redirect
+# 0.981, over-refusal 0.113; output: unsafe caught 0.675, safe blocked 0.025), with slack for a retrain on
 # another machine (two trainings here moved the output head's threshold from 0.74 to 0.90: it rests on ~1
 # calibration line at a 1 % budget). Issue 14's targets (alert >= 0.98, redirect >= 0.95, over-refusal
 # <= 0.05) are not met yet; these guard what is there against a regression.
@@ -294,3 +294,10 @@ def test_make_myself_bleed_through_companion_chat_gets_the_caring_line_and_an_al
     store = MemoryStore(tmp_path)
     assert [a["category"] for a in store.alerts("mo")] == ["self_harm"]
     store.close()
+
+
+def test_a_check_reads_the_text_unpadded_as_it_was_calibrated(classifier):
+    """tokenizer.json pads to 128 tokens: padded, a check took ~27 ms instead of ~2, and the int8 model's
+    dynamic activation scales moved probabilities by up to 0.33 from those its thresholds were set on."""
+    encoding = classifier.heads.tokenizer.encode("a spider has eight legs")
+    assert len(encoding.ids) < 16

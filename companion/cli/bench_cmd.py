@@ -47,6 +47,9 @@ def add_parser(sub) -> None:
     kp = bsub.add_parser("knowledge", help="fact-card retrieval time (sentence encoder + index)")
     kp.add_argument("--json", action="store_true")
     kp.set_defaults(func=cmd_bench_knowledge)
+    sp = bsub.add_parser("safety", help="safety classifier: time per check and the memory it adds")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_bench_safety)
     fp = bsub.add_parser("facts", help="fact extraction: rules vs the language model")
     fp.add_argument("--json", action="store_true")
     fp.set_defaults(func=cmd_bench_facts)
@@ -107,6 +110,40 @@ def cmd_bench_knowledge(args: argparse.Namespace) -> int:
         print(f"retrieval over {figures['cards']} cards ({figures['rows']} rows): median "
               f"{figures['retrieval_ms_median']} ms, p95 {figures['retrieval_ms_p95']} ms, max "
               f"{figures['retrieval_ms_max']} ms")
+    return 0
+
+
+def cmd_bench_safety(args: argparse.Namespace) -> int:
+    from companion.bench import safety as bench_safety
+    from companion.errors import CompanionError
+    from companion.models.cache import ModelCache
+    from companion.paths import models_cache_dir
+    from companion.safety.classifier import load_classifier
+
+    config = load_config(args.config)
+
+    def load():
+        classifier = load_classifier(ModelCache(models_cache_dir()), config.knowledge.encoder)
+        if classifier is None:
+            raise CompanionError("the safety classifier is not available (companion models prepare)",
+                                 code="SAFETY_CLASSIFIER_UNAVAILABLE")
+        return classifier
+
+    def robot_has_loaded():  # onnxruntime and the knowledge encoder are loaded on the robot anyway
+        from companion.encoder.runtime import load_encoder
+
+        encoder = load_encoder(config.knowledge.encoder, ModelCache(models_cache_dir()))
+        if encoder is not None:
+            encoder.encoder.encode_one("warm up")
+        return encoder
+
+    figures = bench_safety.run(load, before_load=robot_has_loaded)
+    if args.json:
+        print(json.dumps(figures, indent=2))
+    else:
+        print(f"safety classifier: input check median {figures['input_ms_median']} ms (p95 "
+              f"{figures['input_ms_p95']}), output check median {figures['output_ms_median']} ms (p95 "
+              f"{figures['output_ms_p95']}), RSS +{figures['rss_growth_mb']} MB")
     return 0
 
 

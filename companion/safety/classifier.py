@@ -241,6 +241,7 @@ class OnnxHeads:
         except Exception as err:  # noqa: BLE001 - onnxruntime's and tokenizers' own load errors
             raise ModelError(f"safety classifier {model} does not load: {err}", code=MODEL_LOAD_FAILED) from err
         self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.tokenizer.no_padding()  # tokenizer.json pads to 128: one text a pass needs none (~10x faster)
 
     def probs(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """One text a pass (as a check runs; no padding to move the int8 activations' scales)."""
