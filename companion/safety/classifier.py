@@ -40,7 +40,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 #: A change to how the model is trained or stored trains it again.
-TRAIN_VERSION = 1
+TRAIN_VERSION = 2
 #: Longest text in tokens (a reply so far is checked whole; 128 covers the persona's word cap).
 MAX_TOKENS = 128
 
