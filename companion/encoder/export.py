@@ -17,7 +17,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from companion.llm.export import EXIT_BAD_SOURCE, EXIT_DEPS_MISSING
+from companion.llm.export import run_step
 
 #: Longest input in tokens (all-MiniLM-L6-v2 was trained with 128; a child's sentence is far shorter).
 MAX_TOKENS = 128
@@ -85,15 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", type=Path, help="a sentence-transformers checkpoint folder or a zip of one")
     parser.add_argument("out", type=Path)
     args = parser.parse_args(argv)
-    try:
-        export_encoder(args.source, args.out)
-    except ImportError as err:
-        print(f"export dependencies missing ({err}); install with: pip install 'companion[export]'", file=sys.stderr)
-        return EXIT_DEPS_MISSING
-    except ValueError as err:
-        print(str(err), file=sys.stderr)
-        return EXIT_BAD_SOURCE
-    return 0
+    return run_step(lambda: export_encoder(args.source, args.out), "export")
 
 
 if __name__ == "__main__":

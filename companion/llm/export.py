@@ -18,6 +18,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from companion.llm.graph import keep_last_logits
@@ -174,23 +175,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.allow_hub:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return run_step(lambda: export_llm(args.source, args.out, quantize_mode=args.quantize,
+                                       block_size=args.block_size, work_dir=args.work, allow_hub=args.allow_hub),
+                    "export")
+
+
+def run_step(work: Callable[[], object], what: str) -> int:
+    """The body of a prepare-time child process (an export, the safety classifier's training): its
+    failures as the exit codes the parent turns into coded errors."""
     try:
-        export_llm(args.source, args.out, quantize_mode=args.quantize, block_size=args.block_size,
-                   work_dir=args.work, allow_hub=args.allow_hub)
+        work()
     except ImportError as err:
-        print(f"export dependencies missing ({err}); install with: pip install 'companion[export]'", file=sys.stderr)
+        print(f"{what} dependencies missing ({err}); install with: pip install 'companion[export]'", file=sys.stderr)
         return EXIT_DEPS_MISSING
     except RuntimeError as err:
         if "alloc" in str(err).lower() and "memory" in str(err).lower():  # torch's allocator failure
-            print(f"out of memory during export: {err}", file=sys.stderr)
+            print(f"out of memory during {what}: {err}", file=sys.stderr)
             return EXIT_OUT_OF_MEMORY
         raise
     except MemoryError:
-        print("out of memory during export", file=sys.stderr)
+        print(f"out of memory during {what}", file=sys.stderr)
         return EXIT_OUT_OF_MEMORY
     except OSError as err:
         if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            print(f"disk full during export: {err}", file=sys.stderr)
+            print(f"disk full during {what}: {err}", file=sys.stderr)
             return EXIT_DISK_FULL
         raise
     except ValueError as err:

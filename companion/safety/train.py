@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from companion.encoder.export import _unpacked
-from companion.llm.export import EXIT_BAD_SOURCE, EXIT_DEPS_MISSING
+from companion.llm.export import run_step
 from companion.safety.classifier import (MAX_TOKENS, TRAIN_VERSION, Example, corpus_key, input_corpus,
                                          output_corpus, speakable_lines)
 
@@ -183,16 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", type=Path, help="the all-MiniLM-L6-v2 checkpoint folder or the zip of one")
     parser.add_argument("out", type=Path)
     args = parser.parse_args(argv)
-    try:
-        train(args.source, args.out)
-    except ImportError as err:
-        print(f"training dependencies missing ({err}); install with: pip install 'companion[export]'",
-              file=sys.stderr)
-        return EXIT_DEPS_MISSING
-    except ValueError as err:
-        print(str(err), file=sys.stderr)
-        return EXIT_BAD_SOURCE
-    return 0
+    return run_step(lambda: train(args.source, args.out), "training")
 
 
 if __name__ == "__main__":
