@@ -78,6 +78,7 @@ def test_second_prepare_is_a_no_op(real_cache, offline_env):
     statuses = [line.split(": ")[1].split(" in ")[0] for line in proc.stdout.splitlines()
                 if not line.startswith("knowledge:")]
     assert any(line.startswith("knowledge: ") and "fact cards" in line for line in proc.stdout.splitlines())
+    assert any(line.startswith("safety classifier: up-to-date") for line in proc.stdout.splitlines())
     assert statuses and set(statuses) == {"up-to-date"}, proc.stdout
 
 

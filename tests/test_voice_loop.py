@@ -43,9 +43,18 @@ def _wer(ref: str, hyp: str) -> float:
 
 
 def test_simulate_jfk_from_the_command_line(real_cache, tmp_path):
+    """The loop hears a paused sentence whole. Run without the safety classifier: it takes "ask not what your
+    country can do for you" for a jailbreak (override, 0.81), and a fixed line ready at the pause splits the
+    turn (issue 14's note; issue 15's end-of-turn model is where the split belongs)."""
+    from companion.paths import configs_dir
+
+    config = tmp_path / "companion.toml"
+    config.write_text((configs_dir() / "companion.toml").read_text().replace("[safety]\n",
+                                                                              "[safety]\nclassifier = false\n", 1))
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "companion", "simulate", str(RECORDINGS / "jfk.flac"),
-                           "--out", str(out), "--seed", "1"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "companion", "--config", str(config), "simulate",
+                           str(RECORDINGS / "jfk.flac"), "--out", str(out), "--seed", "1"], capture_output=True,
+                          text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     turns = [json.loads(line) for line in (out / "turns.jsonl").read_text().splitlines()]
     assert len(turns) == 1, turns

@@ -106,12 +106,16 @@ def _prepare_knowledge(cache: ModelCache) -> None:
     if knowledge is not None:
         print(f"knowledge: {len(knowledge.index.cards)} fact cards indexed in {time.monotonic() - started:.1f} s",
               flush=True)
+    from companion.safety.classifier import trained_folder
+
     started = time.monotonic()
+    cached = (trained_folder(cache.root) / "heads.json").is_file()
     classifier = load_classifier(cache, config.knowledge.encoder)
     if classifier is None:
         raise ModelError("the safety classifier could not be trained (see the log above)",
                          code="SAFETY_TRAIN_FAILED")
-    print(f"safety classifier: ready in {time.monotonic() - started:.1f} s -> {classifier.folder}", flush=True)
+    print(f"safety classifier: {'up-to-date' if cached else 'trained'} in {time.monotonic() - started:.1f} s -> "
+          f"{classifier.folder}", flush=True)
 
 
 def cmd_import_llm(args: argparse.Namespace) -> int:

@@ -149,19 +149,22 @@ class SafetyLayer:
 
     def check_output(self, clause: str, *, so_far: str = "", heard: str = "") -> SafetyVerdict:
         """``clause``, about to be said after ``so_far`` in reply to ``heard``: the lexicon's output
-        categories and the profanity model on the clause, the classifier on the clause and on the reply so
-        far as a whole (a harmful answer can be cut into harmless-looking clauses), and no step-by-step
-        instructions about the body, medicine, chemicals, heights, water, fire or weapons."""
+        categories and the profanity model on the clause, the classifier on the reply so far as a whole
+        (``so_far`` and the clause), and no step-by-step instructions about the body, medicine, chemicals,
+        heights, water, fire or weapons in the reply so far."""
         hits = self.lexicon.match(clause, OUTPUT_CATEGORIES + ("parent_deny",))
         if hits:
             return SafetyVerdict("redirect", f"output:{hits[0]}", "lexicon")
         whole = f"{so_far} {clause}".strip()
         if heard and is_howto(whole, heard):
             return SafetyVerdict("redirect", "output:howto", "howto")
-        if self.classifier is not None:
-            for text in (clause, whole) if so_far.strip() else (clause,):
-                if self.classifier.unsafe_output(text) is not None:
-                    return SafetyVerdict("redirect", "output:classifier", "classifier")
+        # The classifier reads the reply so far as a whole (the clause, after the first, with what came before
+        # it): it was trained and calibrated on whole replies, and a lone clause out of context misleads it
+        # ("They can move around in the water really fast and use their arms to grab food and eat it." 0.91
+        # alone, 0.003 after "Octopuses are amazing creatures..."). The lexicon and the how-to rule still
+        # read every clause alone.
+        if self.classifier is not None and self.classifier.unsafe_output(whole) is not None:
+            return SafetyVerdict("redirect", "output:classifier", "classifier")
         if self._profane(clause):
             return SafetyVerdict("redirect", "output:profanity", "profanity_model")
         return ANSWER
