@@ -169,7 +169,9 @@ def test_the_loop_obeys_quiet_hours_limits_and_deny_topics_from_the_next_turn(ti
     ps.save(store, ps.ParentSettings(deny_topics=("minecraft",)))
     assert _reply(conversation, "can we talk about minecraft").safety.action == "redirect"
     ps.save(store, ps.ParentSettings())
-    assert _reply(conversation, "can we talk about minecraft").safety.action == "answer"
+    # The input check answers again (the plan's verdict: the tiny model's unseeded babble may itself trip the
+    # output check now and then, which is not what this tests).
+    assert asyncio.run(conversation.plan("can we talk about minecraft")).verdict.action == "answer"
     asyncio.run(conversation.close())
     generator.close()
 
