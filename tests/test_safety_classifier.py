@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from companion.brain.care import LINES, caring_line, feeling_of
-from companion.safety.check import SafetyConfig, SafetyLayer, SafetyVerdict, is_howto
-from companion.safety.classifier import (Thresholds, calibrate, corpus_dir, input_corpus, output_corpus,
-                                         speakable_lines)
+from companion.safety.check import SafetyConfig, SafetyLayer, is_howto
+from companion.safety.classifier import Thresholds, calibrate, input_corpus, output_corpus, speakable_lines
 
 
 # -- the corpus ---------------------------------------------------------------------------------------
@@ -103,7 +102,7 @@ def test_step_by_step_instructions_about_the_body_medicine_heights_water_fire_or
 ])
 def test_instructions_about_other_things_and_facts_about_risky_topics_are_said(heard, reply):
     layer = SafetyLayer(LEXICON_ONLY)
-    assert not is_howto(reply, heard) or heard == "how do i make a paper plane"
+    assert not is_howto(reply, heard)
     said = ""
     for clause in reply.split(". "):
         assert layer.check_output(clause, so_far=said, heard=heard).action == "answer", (heard, clause)
@@ -218,21 +217,16 @@ UNSAFE_CAUGHT = 0.6
 SAFE_BLOCKED = 0.13
 
 
-def test_a_verdict_names_its_layer():
-    assert SafetyVerdict("redirect", "weapons", "classifier").layer == "classifier"
-    assert corpus_dir().name == "safety"
-
-
 # -- the caring turn and the parents' note, through the conversation (tiny model; the classifier's verdict
 # -- is given, since this is about what the turn does with it) -----------------------------------------
 
 class _SaysEmotional:
     """Stands in for the classifier's verdict on every line: emotional (routing only, no model behaviour)."""
 
-    def read_input(self, text):
-        from companion.safety.classifier import InputFlag, InputReading
+    def classify_input(self, text):
+        from companion.safety.classifier import InputFlag
 
-        return InputReading((InputFlag("emotional", 0.9),), 0.05)
+        return [InputFlag("emotional", 0.9)]
 
     def unsafe_output(self, text):
         return None

@@ -135,7 +135,7 @@ class SafetyLayer:
                  for c in self.lexicon.match(text)]
         emotional = False
         if self.classifier is not None:
-            for flag in self.classifier.read_input(self._for_classifier(text)).flags:
+            for flag in self.classifier.classify_input(self._for_classifier(text)):
                 if flag.category == EMOTIONAL:
                     emotional = True
                 elif flag.category in ACTIONS:

@@ -263,13 +263,6 @@ class InputFlag:
 
 
 @dataclass(frozen=True)
-class InputReading:
-    flags: tuple[InputFlag, ...]
-    #: The model's probability of ``benign``.
-    benign: float
-
-
-@dataclass(frozen=True)
 class Thresholds:
     classes: tuple[str, ...]
     #: Per group ("alert", "risk", "emotional", "unsafe"): summed probability at or above which it flags.
@@ -306,21 +299,11 @@ class SafetyClassifier:
             **recall_at(in_classes, cal["input_labels"], cal["input_probs"], self.input.at),
             **recall_at(out_classes, cal["output_labels"], cal["output_probs"], self.output.at)}
 
-    def input_probs(self, text: str) -> dict[str, float]:
-        p = self.heads.probs([text])[0][0]
-        return dict(zip(self.input.classes, (float(x) for x in p)))
-
     def classify_input(self, text: str) -> list[InputFlag]:
         """What passes its threshold: an alert category, a risk category, ``emotional`` (most serious first)."""
-        return list(self.read_input(text).flags)
-
-    def read_input(self, text: str) -> InputReading:
-        """The flags and how sure the model is that ``text`` is plainly benign, from one pass."""
         if not text.strip():
-            return InputReading((), 1.0)
-        p = self.heads.probs([text])[0][0]
-        benign = float(p[self.input.classes.index("benign")]) if "benign" in self.input.classes else 0.0
-        return InputReading(tuple(self.input.flagged(p)), benign)
+            return []
+        return self.input.flagged(self.heads.probs([text])[0][0])
 
     def unsafe_output(self, text: str) -> float | None:
         """The probability that the robot must not say ``text``, when it is over the threshold."""
