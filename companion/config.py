@@ -18,6 +18,7 @@ from companion.asr.whisper import ASRConfig
 from companion.errors import ConfigError
 from companion.knowledge.index import KnowledgeConfig
 from companion.safety.check import SafetyConfig
+from companion.turn.config import TurnConfig
 from companion.vad.endpoint import EndpointConfig
 from companion.voice.config import LoopConfig
 from companion.llm.sampling import SamplingParams
@@ -122,6 +123,7 @@ class CompanionConfig:
     children: ChildrenConfig = field(default_factory=ChildrenConfig)
     asr: ASRConfig = field(default_factory=ASRConfig)
     vad: EndpointConfig = field(default_factory=EndpointConfig)
+    turn: TurnConfig = field(default_factory=TurnConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)

@@ -79,7 +79,23 @@ def _models(config) -> list[Finding]:
                                                          f"{name}`"))
     if config.safety.classifier:
         out.append(_safety_classifier(cache))
+    if config.turn.enabled:
+        out.append(_turn_model(config, manifests, cache))
     return out
+
+
+def _turn_model(config, manifests, cache) -> Finding:
+    """The end-of-turn model: without it the robot still works, ending turns by the silence rule."""
+    from companion.models.prepare import verify
+
+    name = config.turn.model
+    if name not in manifests:
+        return Finding("fail", "model turn", f"{name} is not in models/")
+    problems = verify(manifests[name], cache)
+    if not problems:
+        return Finding("ok", "model turn", f"{name} prepared, checksums match")
+    return Finding("warn", "model turn", f"{name}: {problems[0]}; turns end by the silence rule until "
+                                         f"`companion models prepare {name}`")
 
 
 def _safety_classifier(cache) -> Finding:

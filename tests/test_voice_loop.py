@@ -43,23 +43,17 @@ def _wer(ref: str, hyp: str) -> float:
 
 
 def test_simulate_jfk_from_the_command_line(real_cache, tmp_path):
-    """The loop hears a paused sentence whole. Run without the safety classifier: it takes "ask not what your
-    country can do for you" for a jailbreak (override, 0.81), and a fixed line ready at the pause splits the
-    turn (issue 14's note; issue 15's end-of-turn model is where the split belongs)."""
-    from companion.paths import configs_dir
-
-    config = tmp_path / "companion.toml"
-    config.write_text((configs_dir() / "companion.toml").read_text().replace("[safety]\n",
-                                                                              "[safety]\nclassifier = false\n", 1))
+    """The loop hears a paused sentence whole: JFK pauses 1.2 s after "And so my fellow Americans," and 1.1 s
+    after "ask not what your country can do for you,"; the end-of-turn model keeps listening through both."""
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "companion", "--config", str(config), "simulate",
-                           str(RECORDINGS / "jfk.flac"), "--out", str(out), "--seed", "1"], capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "companion", "simulate", str(RECORDINGS / "jfk.flac"), "--out",
+                           str(out), "--seed", "1"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     turns = [json.loads(line) for line in (out / "turns.jsonl").read_text().splitlines()]
     assert len(turns) == 1, turns
     turn = turns[0]
     assert _wer(JFK_REFERENCE, turn["heard"]) <= 0.10, turn["heard"]
+    assert turn["turn_end"]["by"].startswith("model") and turn["turn_end"]["probability"] >= 0.5
     assert turn["reply"].strip()
     timings = turn["timings"]
     assert set(timings) == {"speech_end", "asr_ms", "llm_first_token_ms", "tts_first_chunk_ms", "ttfa_ms", "trace"}

@@ -10,7 +10,7 @@ from pathlib import Path
 from companion.errors import MODEL_MANIFEST_INVALID, MODEL_UNKNOWN, ModelError
 from companion.llm.export import INT4_BLOCK_SIZE, LLM_EXPORT_VERSION
 
-ROLES = ("llm", "asr", "tts", "vad", "encoder")
+ROLES = ("llm", "asr", "tts", "vad", "encoder", "turn")
 RECIPES = ("none", "llm-onnx", "ctranslate2-whisper", "piper-voice", "sentence-encoder-onnx")
 QUANTIZATIONS = ("int4", "int8", "none")
 

@@ -41,6 +41,8 @@ def configured_models(config: CompanionConfig) -> dict[str, str]:
               "vad": config.vad.model}
     if config.knowledge.enabled:
         models["encoder"] = config.knowledge.encoder
+    if config.turn.enabled:
+        models["turn"] = config.turn.model
     return models
 
 

@@ -8,7 +8,7 @@ the same whatever chunk size the audio arrives in.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -102,12 +102,19 @@ class UtteranceEnded:
     utterance: Utterance
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class UtteranceMaybeEnded:
     """``early_end_ms`` of silence after speech: probably the end. Confirmed by ``UtteranceEnded``
-    with the same ``speech_end``, or withdrawn by ``SpeechResumed``."""
+    with the same ``speech_end``, or withdrawn by ``SpeechResumed``.
+
+    ``tail`` is the silence heard since ``speech_end`` (the end-of-turn model hears the pause too)."""
 
     utterance: Utterance
+    tail: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+
+    @property
+    def audio_to_now(self) -> np.ndarray:
+        return np.concatenate([self.utterance.audio, self.tail])
 
 
 @dataclass(frozen=True)
@@ -157,10 +164,29 @@ class Endpointer:
         self._silence_run = 0
         self._last_voiced = 0
         self._maybe_sent = False
+        #: Silence (in windows) that ends the current pause, set by the end-of-turn decision; None: ``_end_n``.
+        self._end_override_n: int | None = None
 
     @property
     def in_speech(self) -> bool:
         return self._in_speech
+
+    @property
+    def pause_since(self) -> float | None:
+        """``speech_end`` of the pause in progress (after an ``UtteranceMaybeEnded``), else None."""
+        if not (self._in_speech and self._maybe_sent):
+            return None
+        return self._time(self._last_voiced + 1)
+
+    def set_end_silence(self, ms: int, *, speech_end: float) -> bool:
+        """End the pause that began at ``speech_end`` after ``ms`` of silence instead of ``end_silence_ms``
+        (the end-of-turn decision). Ignored, returning False, when that pause is over: the child went
+        on, or the utterance has ended."""
+        since = self.pause_since
+        if since is None or abs(since - speech_end) > 1e-6:
+            return False
+        self._end_override_n = self.config.windows(ms)
+        return True
 
     def _time(self, window_index: int) -> float:
         assert self._t0 is not None
@@ -231,11 +257,15 @@ class Endpointer:
                 self._last_voiced = idx
                 if self._maybe_sent:
                     self._maybe_sent = False
+                    self._end_override_n = None
                     events.append(SpeechResumed(self._time(idx)))
         if self._early_n and self._silence_run == self._early_n and not self._maybe_sent:
             self._maybe_sent = True
-            events.append(UtteranceMaybeEnded(self._snapshot()))
-        if self._silence_run >= self._end_n:
+            utt = self._snapshot()
+            after = self._speech[self._last_voiced + 1 - self._audio_start:]
+            tail = np.concatenate(after) if after else np.zeros(0, dtype=np.float32)
+            events.append(UtteranceMaybeEnded(utt, tail))
+        if self._silence_run >= (self._end_override_n or self._end_n):
             events.append(self._finish(forced=False))
         elif len(self._speech) >= self._max_n:
             events.append(self._finish(forced=True))

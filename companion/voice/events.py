@@ -105,6 +105,30 @@ class EchoIgnored:
 
 
 @dataclass(frozen=True)
+class TurnEndGuessed:
+    """The end-of-turn model heard the pause after ``speech_end``: ``probability`` the child has finished."""
+
+    speech_end: float
+    probability: float
+    model_ms: float
+    t: float
+
+
+@dataclass(frozen=True)
+class TurnEndDecided:
+    """How much silence after ``speech_end`` ends the turn, and why (made again when a vote arrives).
+
+    ``by``: "model+text", "model", "text" or "silence" (no model: the silence rule)."""
+
+    speech_end: float
+    wait_ms: int
+    by: str
+    probability: float | None
+    text_unfinished: bool | None
+    t: float
+
+
+@dataclass(frozen=True)
 class TurnFailed:
     code: str
     message: str
@@ -138,6 +162,8 @@ class TurnRecord:
     safety: dict
     #: {"prompt": n, "cached": n from the prefix cache, "reply": n, "tok_s": decode speed in the loop} (0 tokens: a fixed safety or memory line)
     tokens: dict = field(default_factory=dict)
+    #: How the end of the turn was decided: {"by", "wait_ms", "probability", "text_unfinished"} (see TurnEndDecided).
+    turn_end: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -150,4 +176,5 @@ class TurnCompleted:
 
 
 LoopEvent = (StateChanged | SpeechDetected | UtteranceCaptured | Transcribed | TurnDropped | FirstToken
-             | ClauseSpoken | ClauseBlocked | BargeIn | ReplyCancelled | SpeculationDropped | EchoIgnored | TurnFailed | TurnCompleted)
+             | ClauseSpoken | ClauseBlocked | BargeIn | ReplyCancelled | SpeculationDropped | EchoIgnored | TurnEndGuessed
+             | TurnEndDecided | TurnFailed | TurnCompleted)

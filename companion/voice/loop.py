@@ -10,6 +10,10 @@ the child goes on talking, the speculative turn is dropped and the utterance
 continues. The child never waits for the silence and the thinking one after the
 other, only for the longer of the two.
 
+How much silence ends a turn is decided per pause (turn/decide.py): the end-of-turn
+model hears the pause (on a worker thread) and the speculative transcript adds its
+vote; a finished child waits ~0.2 s, a child mid-sentence up to ~2.4 s.
+
 The LLM's tokens are cut into clauses as they arrive; each clause is synthesised
 and queued for playback while the model keeps writing. When the child speaks
 over the robot (and it is not the robot's own echo), playback stops at once,
@@ -36,6 +40,9 @@ from companion.llm.generate import Gate, GenerationResult, TokenEvent
 from companion.llm.sampling import SamplingParams
 from companion.safety.check import SafetyVerdict
 from companion.tts.speakable import speakable
+from companion.turn.config import TurnConfig
+from companion.turn.decide import TurnWait, decide
+from companion.turn.features import with_pause
 from companion.vad.endpoint import (
     Endpointer,
     SpeechOnset,
@@ -47,9 +54,9 @@ from companion.vad.endpoint import (
     UtteranceMaybeEnded,
 )
 from companion.voice.config import LoopConfig
-from companion.voice.stages import Brain, LanguageModel, Synthesizer, Transcriber
+from companion.voice.stages import Brain, LanguageModel, Synthesizer, Transcriber, TurnModel
 from companion.voice.echo import echo_similarity, repeats_robot
-from companion.voice.turn_end import looks_unfinished
+from companion.voice.turn_end import looks_unfinished, text_vote
 from companion.voice.events import (
     BargeIn,
     ClauseBlocked,
@@ -66,6 +73,8 @@ from companion.voice.events import (
     Transcribed,
     TurnCompleted,
     TurnDropped,
+    TurnEndDecided,
+    TurnEndGuessed,
     TurnFailed,
     TurnRecord,
     TurnTimings,
@@ -84,7 +93,8 @@ class VoiceLoop:
 
     def __init__(self, *, endpointer: Endpointer, asr: Transcriber, brain: Brain, model: LanguageModel,
                  sampling: SamplingParams, tts: Synthesizer, player: Player, config: LoopConfig = LoopConfig(),
-                 on_event: Callable[[LoopEvent], None] | None = None) -> None:
+                 on_event: Callable[[LoopEvent], None] | None = None, turn_model: TurnModel | None = None,
+                 turn_config: TurnConfig | None = None) -> None:
         self.endpointer = endpointer
         self.asr = asr
         self.brain = brain
@@ -94,6 +104,13 @@ class VoiceLoop:
         self.player = player
         self.config = config
         self._on_event = on_event
+        #: The end-of-turn model and its settings; None: turns end by the silence rule.
+        self.turn_model = turn_model if turn_config is not None else None
+        self.turn_config = turn_config if turn_model is not None else None
+        #: The votes on the pause in progress (None: no pause, or no model).
+        self._votes: _Votes | None = None
+        #: End-of-turn model calls in flight (awaited when the loop ends).
+        self._guessing: set[asyncio.Task] = set()
         self.state = LoopState.LISTENING
         #: The latest turn records (a ring: a robot runs for weeks; every record is also a TurnCompleted event).
         self.records: deque[TurnRecord] = deque(maxlen=config.records_kept)
@@ -156,7 +173,7 @@ class VoiceLoop:
                 await asyncio.gather(self._turn, return_exceptions=True)
             if self._early is not None and not self._early.done():
                 self._early.cancel()
-            for task in (*self._warming, self._early):
+            for task in (*self._warming, *self._guessing, self._early):
                 if task is not None:
                     await asyncio.gather(task, return_exceptions=True)
         return list(self.records)
@@ -193,9 +210,12 @@ class VoiceLoop:
             if self.state == LoopState.HEARING and not self._robot_busy():
                 self._set_state(LoopState.LISTENING)
         elif isinstance(event, UtteranceMaybeEnded):
+            if not self._echo_run:
+                self._hear_pause(event)
             if not self._echo_run and not self._robot_busy():
                 self._start_turn(event.utterance, confirmed=False)
         elif isinstance(event, SpeechResumed):
+            self._votes = None
             pending = self._pending
             if pending is not None and not pending.confirmed.is_set() and self._robot_busy():
                 self._drop_speculation(pending)
@@ -224,6 +244,61 @@ class VoiceLoop:
                 self._drop_speculation(pending)
             self._start_turn(utt, confirmed=True)
             self._set_state(LoopState.THINKING)
+
+    # -- end of turn ------------------------------------------------------------------
+    def _hear_pause(self, event: UtteranceMaybeEnded) -> None:
+        """The child paused: the end-of-turn model hears the utterance so far (off the loop); until it
+        answers, the pause may last the longest wait."""
+        if self.turn_model is None:
+            self._votes = None
+            return
+        votes = self._votes = _Votes(event.utterance.speech_end)
+        self.endpointer.set_end_silence(self.turn_config.incomplete_ms, speech_end=votes.speech_end)
+        audio = with_pause(event.utterance.audio, event.tail, self.turn_config.complete_ms / 1000)
+        task = asyncio.get_running_loop().create_task(self._guess(votes, audio), name="turn-end")
+        self._guessing.add(task)
+        task.add_done_callback(self._guessing.discard)
+
+    async def _guess(self, votes: _Votes, audio: np.ndarray) -> None:
+        try:
+            guess = await asyncio.to_thread(self.turn_model.predict, audio)
+        except Exception as err:  # noqa: BLE001 - the silence rule still ends the turn
+            log.warning("[TURN_MODEL_FAILED] the end-of-turn model failed; this pause ends by the silence rule: %r",
+                        err)
+            votes.failed = True
+        else:
+            votes.probability = guess.probability
+            self._emit(TurnEndGuessed(votes.speech_end, round(guess.probability, 4), guess.model_ms, self._now()))
+        if votes is self._votes:
+            self._decide(votes)
+
+    def _vote_text(self, speech_end: float, text: str) -> _Votes | None:
+        """The speculative transcript's vote on the pause after ``speech_end`` (None: no votes for it)."""
+        votes = self._votes
+        if votes is None or votes.speech_end != speech_end:
+            return None
+        votes.text_unfinished = text_vote(text)
+        votes.looks_unfinished = looks_unfinished(text)
+        if votes.probability is not None or votes.failed:
+            self._decide(votes)
+        return votes
+
+    def _decide(self, votes: _Votes) -> None:
+        votes.wait = decide(self.turn_config, votes.probability, votes.text_unfinished,
+                            looks_unfinished=votes.looks_unfinished, silence_ms=self.endpointer.config.end_silence_ms,
+                            unfinished_hold_ms=self.config.unfinished_hold_ms)
+        self.endpointer.set_end_silence(votes.wait.wait_ms, speech_end=votes.speech_end)
+        self._emit(TurnEndDecided(votes.speech_end, votes.wait.wait_ms, votes.wait.by, votes.probability,
+                                  votes.text_unfinished, self._now()))
+
+    def _hold_ms(self, turn: _Turn) -> int:
+        """Silence after the end of speech before the reply may start: the end-of-turn decision (the
+        transcript's vote may come after the endpointer ended the utterance), else the silence rule."""
+        wait = turn.votes.wait if turn.votes is not None else None
+        if wait is None:
+            wait = decide(None, None, None, looks_unfinished=turn.unfinished, silence_ms=0,
+                          unfinished_hold_ms=self.config.unfinished_hold_ms)
+        return wait.wait_ms
 
     def _start_turn(self, utt: Utterance, *, confirmed: bool) -> None:
         if self._early is not None and not self._early.done():
@@ -352,9 +427,11 @@ class VoiceLoop:
             self._emit(TurnDropped("echo", transcript.text, now))
             return
         self._emit(Transcribed(transcript.text, transcript.asr_ms, now))
+        unfinished = looks_unfinished(transcript.text)
+        votes = self._vote_text(utt.speech_end, transcript.text)
         plan = await self.brain.plan(transcript.text)
         turn = _Turn(plan=plan, utt=utt, asr_ms=transcript.asr_ms, asr_done=now, pending=pending,
-                     asr_start=asr_start, unfinished=looks_unfinished(transcript.text),
+                     asr_start=asr_start, unfinished=unfinished, votes=votes,
                      clauses=asyncio.Queue(maxsize=self.config.clause_queue))
         try:
             await _together(self._think(turn), self._speak(turn))
@@ -412,8 +489,8 @@ class VoiceLoop:
                 turn.tts_first_ms = speech.synth_ms
                 turn.tts_first = (synth_start, self._now())
             await turn.pending.confirmed.wait()  # a speculative turn speaks only once the child has finished
-            if turn.unfinished and not turn.said:  # "and so my fellow..." + a breath: give the child time
-                hold = turn.utt.speech_end + self.config.unfinished_hold_ms / 1000 - self._now()
+            if not turn.said:  # "and so my fellow..." + a breath: the child may go on (see _hold_ms)
+                hold = turn.utt.speech_end + self._hold_ms(turn) / 1000 - self._now()
                 if hold > 0:
                     await asyncio.sleep(hold)
             self.player.enqueue(speech.samples * turn.plan.volume, speech.rate, tag=tag,
@@ -450,7 +527,8 @@ class VoiceLoop:
             interrupted=interrupted, safety=spoken.verdict.to_json(), tokens=turn.tokens(),
             timings=TurnTimings(speech_end=round(turn.utt.speech_end, 3), asr_ms=turn.asr_ms,
                                 llm_first_token_ms=turn.first_token_ms, tts_first_chunk_ms=turn.tts_first_ms,
-                                ttfa_ms=ttfa, trace=turn.trace()))
+                                ttfa_ms=ttfa, trace=turn.trace()),
+            turn_end=turn.turn_end())
         self.records.append(record)
         self._emit(TurnCompleted(record, self._now()))
         # Again, now that it is remembered: a no-op prefill when the reply went as expected, but a reply
@@ -504,6 +582,22 @@ class _Pending:
 
 
 @dataclass
+class _Votes:
+    """What is known about one pause: the model's probability and the transcript's vote (mutable, the loop's)."""
+
+    speech_end: float
+    probability: float | None = None
+    #: The transcript's vote (voice/turn_end.py ``text_vote``; None: no opinion or not heard yet).
+    text_unfinished: bool | None = None
+    #: The transcript looks unfinished to the silence rule (bare words included).
+    looks_unfinished: bool = False
+    #: The model failed on this pause: the silence rule decides.
+    failed: bool = False
+    #: The decision from the votes so far (None: the model has not answered yet).
+    wait: TurnWait | None = None
+
+
+@dataclass
 class _Turn:
     """Progress of the turn being answered (mutable, private to one turn task)."""
 
@@ -517,6 +611,8 @@ class _Turn:
     clauses: asyncio.Queue[ReplyChunk | None]
     #: The transcript stops mid-phrase: the reply waits for a longer silence.
     unfinished: bool = False
+    #: The votes on the pause this turn answers (None: no end-of-turn model, or no pause heard).
+    votes: _Votes | None = None
     first_clause_t: float | None = None
     tts_first: tuple[float, float] | None = None
     reply_tokens: int = 0
@@ -531,6 +627,14 @@ class _Turn:
     first_audio_t: float | None = None
     said: list[str] = field(default_factory=list)
     blocked: SafetyVerdict | None = None
+
+    def turn_end(self) -> dict:
+        v = self.votes
+        if v is None or v.wait is None:
+            return {"by": "silence", "wait_ms": None, "probability": None, "text_unfinished": self.unfinished}
+        return {"by": v.wait.by, "wait_ms": v.wait.wait_ms,
+                "probability": None if v.probability is None else round(v.probability, 4),
+                "text_unfinished": v.text_unfinished}
 
     def tokens(self) -> dict:
         """Language-model tokens of the turn (prompt, reply) and the decode speed as the loop saw it."""

@@ -20,6 +20,7 @@ from companion.safety.classifier import SafetyClassifier
 from companion.models.cache import ModelCache
 from companion.paths import models_cache_dir
 from companion.tts.piper_voice import PiperTTS
+from companion.turn.model import SmartTurn, load_turn_model
 from companion.vad.endpoint import Endpointer
 from companion.vad.silero import SileroVAD
 from companion.voice.loop import VoiceLoop
@@ -38,6 +39,8 @@ class VoiceModels:
     knowledge: Knowledge | None = None
     #: The safety layer's classifier by meaning (None: off in the config, or no encoder).
     classifier: SafetyClassifier | None = None
+    #: The end-of-turn model (None: off in the config, or not prepared: turns end by the silence rule).
+    turn: SmartTurn | None = None
 
     def close(self) -> None:
         self.generator.close()
@@ -61,9 +64,22 @@ def load_voice_models(config: CompanionConfig, cache: ModelCache | None = None) 
         knowledge.find("warm up")
     if understanding.safety is not None:
         understanding.safety.classify_input("warm up")
+    turn = _turn_model(config, cache)
     load_s = time.perf_counter() - started
     log.info("voice models loaded and warm in %.1f s", load_s)
-    return VoiceModels(generator, asr, tts, vad_path, load_s, knowledge, understanding.safety)
+    return VoiceModels(generator, asr, tts, vad_path, load_s, knowledge, understanding.safety, turn)
+
+
+def _turn_model(config: CompanionConfig, cache: ModelCache) -> SmartTurn | None:
+    """The end-of-turn model, or None (off, not prepared, or no tentative end to run it at)."""
+    if not config.turn.enabled:
+        return None
+    if config.vad.early_end_ms <= 0:
+        log.warning("[TURN_MODEL_UNUSED] the end-of-turn model runs at the tentative end of speech, which "
+                    "[vad] early_end_ms = 0 turns off; turns end by the silence rule")
+        return None
+    path = cache.path(config.turn.model)
+    return load_turn_model(path if cache.record(config.turn.model) is not None else None, threads=config.turn.threads)
 
 
 def new_loop(models: VoiceModels, config: CompanionConfig, child: str, player: Player,
@@ -75,7 +91,7 @@ def new_loop(models: VoiceModels, config: CompanionConfig, child: str, player: P
     brain = Conversation(models.generator, config, child, memory, models.knowledge, models.classifier)
     loop = VoiceLoop(endpointer=endpointer, asr=models.asr, brain=brain, model=models.generator,
                      sampling=config.llm.sampling(), tts=models.tts, player=player, config=config.voice,
-                     on_event=on_event)
+                     on_event=on_event, turn_model=models.turn, turn_config=config.turn)
     return loop, brain
 
 

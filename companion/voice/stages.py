@@ -15,8 +15,9 @@ from companion.brain.conversation import SpokenReply
 from companion.brain.guard import LanguageModel
 from companion.brain.plan import TurnPlan
 from companion.tts.piper_voice import Speech
+from companion.turn.model import TurnGuess
 
-__all__ = ["Brain", "LanguageModel", "Synthesizer", "Transcriber"]
+__all__ = ["Brain", "LanguageModel", "Synthesizer", "Transcriber", "TurnModel"]
 
 
 class Transcriber(Protocol):
@@ -43,3 +44,9 @@ class Synthesizer(Protocol):
     """Text to speech (runs off the loop)."""
 
     async def synthesize(self, text: str) -> Speech: ...
+
+
+class TurnModel(Protocol):
+    """Has the child finished? (blocking, ~50-100 ms: the loop calls it on a worker thread)."""
+
+    def predict(self, audio: np.ndarray) -> TurnGuess: ...

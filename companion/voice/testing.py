@@ -29,6 +29,8 @@ from companion.llm.generate import Gate, GenerationResult, TokenEvent
 from companion.llm.sampling import SamplingParams
 from companion.safety.check import SafetyConfig, SafetyLayer
 from companion.tts.piper_voice import Speech
+from companion.turn.config import TurnConfig
+from companion.turn.model import TurnGuess
 from companion.vad.endpoint import EndpointConfig, Endpointer
 from companion.vad.silero import WINDOW
 from companion.voice.config import LoopConfig
@@ -218,6 +220,28 @@ class ScriptedBrain:
         return 0
 
 
+class ToneTurnModel:
+    """The end-of-turn stage: the probability scripted for the last "word"'s pitch (default 0.9);
+    ``fail`` makes every call raise (a broken model file)."""
+
+    def __init__(self, probabilities: dict[float, float], default: float = 0.9, fail: bool = False) -> None:
+        self.probabilities = probabilities
+        self.default = default
+        self.fail = fail
+        self.calls = 0
+
+    def predict(self, audio: np.ndarray) -> TurnGuess:
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("the end-of-turn model fell over")
+        loud = np.nonzero(np.abs(audio) > 0.05)[0]
+        last = audio[max(0, loud[-1] - 4000):loud[-1] + 1] if loud.size else audio
+        spectrum = np.abs(np.fft.rfft(last))
+        peak = float(np.fft.rfftfreq(last.size, 1 / PIPELINE_RATE)[int(np.argmax(spectrum))])
+        near = [f for f in self.probabilities if abs(f - peak) <= 20]
+        return TurnGuess(self.probabilities[near[0]] if near else self.default, 1.0)
+
+
 class ToneVoice:
     """The TTS stage: a tone as long as the text (~60 ms a character's worth of syllables), in virtual time."""
 
@@ -275,8 +299,10 @@ def normalise(event: LoopEvent, t0: float) -> dict:
 
 def run_test(segments: list[Segment], *, lines: dict[float, str], replies: dict[str, str | None] | None = None,
              echo_gain: float = 0.0, config: LoopConfig = LoopConfig(),
-             endpoint: EndpointConfig = EndpointConfig()) -> TestRun:
-    """Run the loop over ``segments`` (tones) on the virtual clock with the fake stages."""
+             endpoint: EndpointConfig = EndpointConfig(), turn_model: ToneTurnModel | None = None,
+             turn: TurnConfig = TurnConfig()) -> TestRun:
+    """Run the loop over ``segments`` (tones) on the virtual clock with the fake stages (``turn_model``
+    None: turns end by the silence rule)."""
     brain, model, tts = ScriptedBrain(), ScriptedModel(replies or {}), ToneVoice()
     events: list[LoopEvent] = []
 
@@ -285,7 +311,7 @@ def run_test(segments: list[Segment], *, lines: dict[float, str], replies: dict[
         player = SimulatedSpeaker(tts.rate)
         loop = VoiceLoop(endpointer=Endpointer(EnergyVAD(), endpoint), asr=ToneTranscriber(lines), brain=brain,
                          model=model, sampling=SamplingParams(), tts=tts, player=player, config=config,
-                         on_event=events.append)
+                         on_event=events.append, turn_model=turn_model, turn_config=turn)
         mic = SimulatedMicrophone(segments, idle=loop.is_idle, player=player, echo_gain=echo_gain)
         try:
             await loop.run(mic.frames())
@@ -299,5 +325,5 @@ def run_test(segments: list[Segment], *, lines: dict[float, str], replies: dict[
     return run
 
 
-__all__ = ["EnergyVAD", "ScriptedBrain", "ScriptedModel", "TestRun", "ToneTranscriber", "ToneVoice",
+__all__ = ["EnergyVAD", "ScriptedBrain", "ScriptedModel", "TestRun", "ToneTranscriber", "ToneTurnModel", "ToneVoice",
            "VirtualClockLoop", "run_test", "run_virtual", "tone"]

@@ -1,0 +1,43 @@
+"""Settings of the end-of-turn stage (kept apart so the typed config can import them without onnxruntime)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TurnConfig:
+    """How long the robot waits after the child stops, by what the turn model and the transcript say.
+
+    Times are milliseconds of silence after the end of speech. With no model (``enabled = false``, or
+    its file missing) the silence rule decides instead: ``[vad] end_silence_ms``, and
+    ``[voice] unfinished_hold_ms`` for a transcript that stops mid-phrase.
+    """
+
+    #: Use the end-of-turn model.
+    enabled: bool = True
+    #: Prepared end-of-turn model (models/smart-turn-v3.2.toml).
+    model: str = "smart-turn-v3.2"
+    #: Probability of "finished" at or above which the model votes complete.
+    threshold: float = 0.5
+    #: Model and transcript agree the child has finished: the turn ends after this much silence. The
+    #: model hears the pause as this long (the silence heard so far, repeated), since its "finished"
+    #: only counts if the silence lasts that long.
+    complete_ms: int = 200
+    #: They disagree ("a dog" said flatly; "and so my fellow Americans," said with a falling voice): this
+    #: much. Longer than most pauses inside a sentence (children's run 0.6-1.2 s): a disagreement costs
+    #: the finished child a wait, never the unfinished one an interruption.
+    unsure_ms: int = 1300
+    #: Both say the child is mid-sentence (thinking, looking for a word): the longest pause
+    #: waited before answering anyway.
+    incomplete_ms: int = 2400
+    #: Threads for the model (it runs beside the speculative ASR and the language model).
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError("turn.threshold must be between 0 and 1")
+        if not 0 < self.complete_ms <= self.unsure_ms <= self.incomplete_ms:
+            raise ValueError("turn: need 0 < complete_ms <= unsure_ms <= incomplete_ms")
+        if self.threads < 1:
+            raise ValueError("turn.threads must be at least 1")

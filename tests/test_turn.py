@@ -1,0 +1,223 @@
+"""End of turn (issue 15): the decision table, the model's input, the endpointer's per-pause wait, the loop
+with a scripted turn model on the virtual clock, and the real Smart Turn model on real and generated speech."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from companion.audio.frames import AudioFrame
+from companion.audio.sources import Segment
+from companion.turn.config import TurnConfig
+from companion.turn.decide import TurnWait, decide
+from companion.turn.features import FRAMES, N_MELS, SAMPLES, turn_features, with_pause
+from companion.turn.model import load_turn_model
+from companion.vad.endpoint import EndpointConfig, Endpointer, SpeechResumed, UtteranceEnded, UtteranceMaybeEnded
+from companion.voice.testing import EnergyVAD, ToneTurnModel, run_test, tone
+from companion.voice.turn_end import text_vote
+
+RECORDINGS = Path(__file__).resolve().parents[1] / "companion" / "data" / "recordings"
+CFG = TurnConfig()
+
+
+def _decide(p, text, looks=False, config=CFG):
+    return decide(config, p, text, looks_unfinished=looks, silence_ms=480, unfinished_hold_ms=1500)
+
+
+# -- the decision ---------------------------------------------------------------------------
+
+
+def test_the_decision_table():
+    assert _decide(0.9, False) == TurnWait(CFG.complete_ms, "model+text")
+    assert _decide(0.9, None).wait_ms == CFG.complete_ms  # bare words: the model decides
+    assert _decide(0.9, True).wait_ms == CFG.unsure_ms
+    assert _decide(0.1, False).wait_ms == CFG.unsure_ms
+    assert _decide(0.1, True).wait_ms == CFG.incomplete_ms
+    assert _decide(0.1, None) == TurnWait(CFG.incomplete_ms, "model")
+    assert _decide(CFG.threshold, None).wait_ms == CFG.complete_ms  # at the threshold: finished
+    # No model answer (it failed): the silence rule, holding what looks unfinished.
+    assert _decide(None, None, looks=True) == TurnWait(1500, "text")
+    assert _decide(None, False) == TurnWait(480, "text")
+    assert decide(None, None, None, looks_unfinished=False, silence_ms=480, unfinished_hold_ms=1500) == TurnWait(480, "silence")
+
+
+def test_the_transcripts_vote():
+    assert text_vote("Why is the sky blue?") is False
+    assert text_vote("I lost my tooth today!") is False
+    assert text_vote("I went to the park and") is True
+    assert text_vote("When I grow up,") is True
+    assert text_vote("and the.") is True  # a continuation word outweighs Whisper's full stop
+    assert text_vote("a dog") is None  # bare words: Whisper writes them for a finished short answer too
+    assert text_vote("") is None
+
+
+def test_turn_config_is_checked():
+    with pytest.raises(ValueError):
+        TurnConfig(complete_ms=900, unsure_ms=800)
+    with pytest.raises(ValueError):
+        TurnConfig(threshold=1.5)
+
+
+# -- the model's input ------------------------------------------------------------------------
+
+
+def test_features_hear_the_last_eight_seconds_padded_in_front():
+    rng = np.random.default_rng(0)
+    speech = (0.1 * rng.standard_normal(3 * 16000)).astype(np.float32)
+    f = turn_features(speech)
+    assert f.shape == (N_MELS, FRAMES) and f.dtype == np.float32
+    padded = np.concatenate([np.zeros(SAMPLES - speech.size, np.float32), speech])
+    assert np.allclose(f, turn_features(padded), atol=1e-6)
+    # Longer audio keeps its end: what came 8 s before the pause is not heard.
+    long = np.concatenate([(0.5 * rng.standard_normal(5 * 16000)).astype(np.float32), padded])
+    assert np.allclose(turn_features(long), f, atol=1e-6)
+    # The speech is at the end of the window: the last frames are louder than the first.
+    assert f[:, -100:].mean() > f[:, :100].mean() + 0.3
+
+
+def test_the_pause_is_extended_with_its_own_silence():
+    audio, tail = np.ones(10, np.float32), np.array([0.0, 0.01, -0.01], np.float32)
+    out = with_pause(audio, tail, 8 / 16000)
+    assert out.size == 18 and np.array_equal(out[10:], np.tile(tail, 3)[:8])
+    assert with_pause(audio, np.arange(20, dtype=np.float32), 8 / 16000).size == 30  # a longer tail is kept
+    assert with_pause(audio, np.zeros(0, np.float32), 4 / 16000).size == 14
+
+
+# -- the endpointer's wait per pause -------------------------------------------------------------
+
+
+def _push(ep: Endpointer, audio: np.ndarray, t0: float = 0.0) -> list:
+    events = []
+    for i in range(0, audio.size, 512):
+        events += [(i / 16000, e) for e in ep.push(AudioFrame.of(audio[i:i + 512], 16000, t0 + i / 16000))]
+    return events
+
+
+def test_the_endpointer_ends_a_pause_when_told_and_forgets_it_when_speech_resumes():
+    ep = Endpointer(EnergyVAD(), EndpointConfig(end_silence_ms=2000, early_end_ms=96))
+    events = _push(ep, np.concatenate([tone(300, 1.0), np.zeros(3200, np.float32)]))
+    maybe = [e for _, e in events if isinstance(e, UtteranceMaybeEnded)]
+    assert len(maybe) == 1 and ep.pause_since == maybe[0].utterance.speech_end
+    assert maybe[0].tail.size > 0 and np.abs(maybe[0].tail).max() < 0.05  # the silence heard so far
+    assert not ep.set_end_silence(300, speech_end=maybe[0].utterance.speech_end + 0.5)  # not this pause
+    assert ep.set_end_silence(300, speech_end=maybe[0].utterance.speech_end)
+    events = _push(ep, np.zeros(16000, np.float32), t0=1.2)
+    ended = [(t, e) for t, e in events if isinstance(e, UtteranceEnded)]
+    assert len(ended) == 1
+    assert 1.2 + ended[0][0] - maybe[0].utterance.speech_end == pytest.approx(0.3, abs=0.04)
+
+    # Told to end a pause after 300 ms, then the child goes on: the next pause waits the default again.
+    ep = Endpointer(EnergyVAD(), EndpointConfig(end_silence_ms=800, early_end_ms=96))
+    events = _push(ep, np.concatenate([tone(300, 0.6), np.zeros(2400, np.float32)]))
+    maybe = next(e for _, e in events if isinstance(e, UtteranceMaybeEnded))
+    assert ep.set_end_silence(300, speech_end=maybe.utterance.speech_end)
+    events = _push(ep, np.concatenate([tone(300, 0.6), np.zeros(int(1.5 * 16000), np.float32)]), t0=0.75)
+    assert any(isinstance(e, SpeechResumed) for _, e in events)
+    ended = [e for _, e in events if isinstance(e, UtteranceEnded)]
+    assert len(ended) == 1
+    assert ended[0].utterance.speech_end - ended[0].utterance.speech_start > 1.0  # one utterance, both parts
+
+
+# -- the loop, with a scripted turn model ------------------------------------------------------
+
+LINES = {300.0: "Tell me about the moon.", 420.0: "I want to tell you about", 560.0: "my dog who can swim.",
+         640.0: "Yes!"}
+
+
+def _events(run, kind: str) -> list[dict]:
+    return [e for e in run.normalised() if e["event"] == kind]
+
+
+def test_a_finished_child_is_answered_after_a_short_silence():
+    model = ToneTurnModel({300.0: 0.95})
+    run = run_test([Segment(tone(300, 1.2))], lines=LINES, turn_model=model)
+    decided = _events(run, "TurnEndDecided")
+    assert decided[-1]["by"] == "model+text" and decided[-1]["wait_ms"] == CFG.complete_ms
+    captured = _events(run, "UtteranceCaptured")[0]
+    # The endpointer ended the utterance after complete_ms of silence, not the silence rule's 480 ms.
+    assert captured["t"] - captured["speech_end"] <= CFG.complete_ms + 40
+    record = _events(run, "TurnCompleted")[0]["record"]
+    assert record["reply"] and model.calls == 1
+    silence_rule = run_test([Segment(tone(300, 1.2))], lines=LINES)
+    slow = _events(silence_rule, "UtteranceCaptured")[0]
+    assert slow["t"] - slow["speech_end"] >= 470
+
+
+def test_a_child_thinking_mid_sentence_is_heard_whole_not_interrupted():
+    """1.8 s of silence inside a sentence: the silence rule answers the first half (a cut-in, the child
+    talks over it); with the model saying "mid-sentence", the robot waits and answers once, the whole."""
+    gap = np.zeros(int(1.8 * 16000), np.float32)
+    audio = np.concatenate([tone(420, 1.0), gap, tone(560, 1.0)])
+    model = ToneTurnModel({420.0: 0.08, 560.0: 0.93})
+    run = run_test([Segment(audio)], lines=LINES, turn_model=model)
+    turns = [e["record"] for e in _events(run, "TurnCompleted")]
+    assert len(turns) == 1 and not _events(run, "BargeIn")
+    captured = _events(run, "UtteranceCaptured")
+    assert len(captured) == 1 and captured[0]["speech_end"] - captured[0]["speech_start"] >= 3500
+    first_spoken = _events(run, "ClauseSpoken")[0]
+    assert first_spoken["t"] > captured[0]["speech_end"]  # nothing said before the child finished
+    first_pause = _events(run, "TurnEndDecided")[0]
+    assert first_pause["wait_ms"] == CFG.incomplete_ms
+
+    cut_in = run_test([Segment(audio)], lines=LINES)  # the same child, the silence rule
+    spoken = _events(cut_in, "ClauseSpoken")
+    second_half_starts = 1.0 + 1.8
+    assert spoken and spoken[0]["t"] / 1000 < second_half_starts + 1.0  # it spoke before the child finished
+    assert _events(cut_in, "BargeIn")
+
+
+def test_a_failing_turn_model_falls_back_to_the_silence_rule(caplog):
+    model = ToneTurnModel({}, fail=True)
+    with caplog.at_level(logging.WARNING, logger="companion.voice.loop"):
+        run = run_test([Segment(tone(300, 1.2))], lines=LINES, turn_model=model)
+    assert "[TURN_MODEL_FAILED]" in caplog.text
+    decided = _events(run, "TurnEndDecided")
+    assert decided[-1]["by"] == "text" and decided[-1]["wait_ms"] == EndpointConfig().end_silence_ms
+    assert len(_events(run, "TurnCompleted")) == 1
+
+
+def test_a_missing_model_file_means_the_silence_rule_with_a_warning(tmp_path, caplog):
+    from companion.config import CompanionConfig
+    from companion.models.cache import ModelCache
+    from companion.voice.runtime import _turn_model
+
+    with caplog.at_level(logging.WARNING):
+        assert load_turn_model(tmp_path) is None  # the folder is there, the file is not
+        assert _turn_model(CompanionConfig(), ModelCache(tmp_path)) is None  # not prepared at all
+    assert caplog.text.count("[TURN_MODEL_MISSING]") == 2
+
+
+# -- the real model ------------------------------------------------------------------------
+
+
+@pytest.mark.real_model
+def test_the_real_model_tells_a_finished_sentence_from_an_unfinished_one(real_cache):
+    from companion.audio.files import read_all, resample
+    from companion.tts.piper_voice import PiperTTS
+    from companion.turn.model import SmartTurn
+
+    model = SmartTurn(real_cache.get("smart-turn-v3.2").path)
+    pause = np.zeros(int(CFG.complete_ms / 1000 * 16000), np.float32)
+
+    # Real speech: JFK pauses 1.1 s after "...ask not what your country can do for you," and ends at 10.46 s.
+    jfk = read_all(RECORDINGS / "jfk.flac")
+    mid, end = model.predict(np.concatenate([jfk[:int(4.32 * 16000)], pause])), model.predict(jfk[:int(10.6 * 16000)])
+    assert mid.probability < 0.2 and end.probability > 0.8, (mid, end)
+    assert 0 < mid.model_ms < 2000
+
+    # Generated speech (the robot's own voice standing in for a child).
+    tts = PiperTTS(real_cache.get("piper-en-us-joe-medium").path)
+
+    def said(text: str) -> np.ndarray:
+        speech = tts.synthesize_sync(text)
+        audio = resample(speech.samples, speech.rate, 16000)
+        loud = np.nonzero(np.abs(audio) > 0.01)[0]
+        return np.concatenate([audio[:loud[-1] + 1], pause])
+
+    for finished in ("My favourite colour is green.", "How far away is the moon?"):
+        assert model.predict(said(finished)).probability >= CFG.threshold, finished
+    for unfinished in ("I went to the park and", "because"):
+        assert model.predict(said(unfinished)).probability < CFG.threshold, unfinished
