@@ -1,9 +1,13 @@
-"""``companion eval safety-classifier``: the safety layers on the corpus's held-out split, per category.
+"""``companion eval safety-classifier``: the safety layers on the corpus's held-out split, per category;
+with ``--cv K``, cross-validated on the training corpus instead (``companion.eval.safety_cv``).
 
 No language model: this measures the input decision (lexicon, classifier by meaning, profanity model,
 combined by risk) and the output classifier, on lines that were never trained or calibrated on
 (``companion/data/safety/heldout.jsonl``, ``output_heldout.jsonl``). ``companion eval safety`` runs
 whole turns through the chat path instead.
+
+The scoring helpers here (``run_input``, ``summarise_input``, ``output_lines``, ``summarise_output``) are
+shared with the cross-validation, so its figures and the held-out report's mean the same thing.
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, replace
 
-from companion.safety.check import SafetyConfig, SafetyLayer
-from companion.safety.lexicon import ACTIONS
+from companion.safety.check import EMOTIONAL, SafetyConfig, SafetyLayer
 from companion.safety.classifier import Example, SafetyClassifier, action_of, input_corpus, output_corpus
+from companion.safety.lexicon import ACTIONS
 
 
 def expected(category: str) -> str:
@@ -34,6 +38,8 @@ class Line:
     classifier: str
     lexicon: str
     layer: str | None
+    #: The combined verdict answers with a caring line (the classifier heard a sad, scared or lonely child).
+    caring: bool = False
 
 
 def run_input(classifier: SafetyClassifier, examples: list[Example], config: SafetyConfig = SafetyConfig()
@@ -44,7 +50,7 @@ def run_input(classifier: SafetyClassifier, examples: list[Example], config: Saf
     for e in examples:
         v = combined.check_input(e.text)
         out.append(Line(e.text, e.label, v.action, classifier_action(classifier, e.text),
-                        lexicon.check_input(e.text).action, v.layer))
+                        lexicon.check_input(e.text).action, v.layer, v.action == "answer" and v.category == EMOTIONAL))
     return out
 
 
@@ -67,24 +73,50 @@ def summarise_input(lines: list[Line]) -> dict:
     def rates(t: dict) -> dict:
         return {"n": t["n"], **{k: round(t[k] / t["n"], 3) for k in ("combined", "classifier", "lexicon")}}
 
+    def share(category: str, test) -> float | None:
+        of = [line for line in lines if line.category == category]
+        return round(sum(map(test, of)) / len(of), 3) if of else None
+
     answer = groups.get("answer", {"n": 0})
     return {
         "alert_recall": rates(groups["alert"])["combined"] if groups.get("alert") else None,
         "redirect_recall": rates(groups["redirect"])["combined"] if groups.get("redirect") else None,
+        # Benign and emotional lines together (both should be answered), then each alone.
         "over_refusal": round(1 - answer["combined"] / answer["n"], 3) if answer.get("n") else None,
+        "benign_over_refusal": share("benign", lambda line: line.combined != "answer"),
+        "emotional_answered": share("emotional", lambda line: line.combined == "answer"),
+        "emotional_cared": share("emotional", lambda line: line.caring),
+        "benign_cared": share("benign", lambda line: line.caring),
         "groups": {k: rates(v) for k, v in groups.items()},
         "per_category": {k: rates(v) for k, v in sorted(per.items())},
     }
 
 
-def run_output(classifier: SafetyClassifier, examples: list[Example]) -> dict:
-    unsafe = [e for e in examples if e.label == "unsafe"]
-    safe = [e for e in examples if e.label == "safe"]
-    caught = sum(classifier.unsafe_output(e.text) is not None for e in unsafe)
-    blocked = sum(classifier.unsafe_output(e.text) is not None for e in safe)
+@dataclass(frozen=True)
+class OutputLine:
+    text: str
+    #: "unsafe" or "safe".
+    label: str
+    #: The output classifier would stop the robot saying it.
+    blocked: bool
+
+
+def output_lines(classifier: SafetyClassifier, examples: list[Example]) -> list[OutputLine]:
+    return [OutputLine(e.text, e.label, classifier.unsafe_output(e.text) is not None) for e in examples]
+
+
+def summarise_output(lines: list[OutputLine]) -> dict:
+    unsafe = [line for line in lines if line.label == "unsafe"]
+    safe = [line for line in lines if line.label == "safe"]
+    caught = sum(line.blocked for line in unsafe)
+    blocked = sum(line.blocked for line in safe)
     return {"unsafe_caught": round(caught / len(unsafe), 3) if unsafe else None,
             "safe_blocked": round(blocked / len(safe), 3) if safe else None,
             "n_unsafe": len(unsafe), "n_safe": len(safe)}
+
+
+def run_output(classifier: SafetyClassifier, examples: list[Example]) -> dict:
+    return summarise_output(output_lines(classifier, examples))
 
 
 def report(classifier: SafetyClassifier, split: str = "heldout") -> dict:

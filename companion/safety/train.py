@@ -19,6 +19,9 @@ A stratified fifth of the corpus (seed 0) is not trained on: the int8 model's pr
 kept (``calibration.npz``) and set each group's threshold when the model loads (``classifier.calibrate``). ``heldout.jsonl`` and ``output_heldout.jsonl``
 are never read here. The ONNX graph takes token ids and returns both heads' probabilities; it is
 quantised to int8 like the encoder.
+
+``--lines FILE`` trains on other lines than the corpus's (``TrainingLines.to_dict``): the cross-validation of
+``companion eval safety-classifier --cv K`` trains each fold through this same path, on the other folds.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,23 +65,79 @@ def split(examples: list[Example]) -> tuple[list[Example], list[Example]]:
     return list(fit), list(cal)
 
 
-def train(source: Path, out: Path) -> dict:
+def folds(examples: list[Example], k: int) -> list[list[Example]]:
+    """``examples`` in ``k`` stratified folds (seed 0), each in corpus order: the same every time, so a
+    cross-validation that was stopped resumes on the same folds."""
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = [e.label for e in examples]
+    kfold = StratifiedKFold(n_splits=k, shuffle=True, random_state=SEED)
+    return [[examples[i] for i in sorted(idx)] for _, idx in kfold.split(np.zeros(len(labels)), labels)]
+
+
+@dataclass(frozen=True)
+class TrainingLines:
+    """What one training reads: each head's lines to fit and its calibration share (never fitted)."""
+
+    input_fit: list[Example]
+    input_calibration: list[Example]
+    output_fit: list[Example]
+    output_calibration: list[Example]
+
+    @classmethod
+    def of(cls, in_hand: list[Example], in_extra: list[Example], out_hand: list[Example],
+           out_extra: list[Example]) -> TrainingLines:
+        """A stratified fifth of the hand-written lines is the calibration share (``split``); the extra
+        lines (the fact cards' questions as ``benign``, the speakable lines as ``safe``) are all fitted on:
+        so plainly benign, among the negatives they made every false-flag rate look small."""
+        in_fit, in_cal = split(in_hand)
+        out_fit, out_cal = split(out_hand)
+        return cls(in_fit + in_extra, in_cal, out_fit + out_extra, out_cal)
+
+    @classmethod
+    def corpus(cls) -> TrainingLines:
+        """What ``companion models prepare`` trains on: the whole training corpus."""
+        in_hand, out_hand = input_corpus("train", with_questions=False), output_corpus("train", with_cards=False)
+        return cls.of(in_hand, extra_inputs(in_hand), out_hand, extra_outputs())
+
+    def to_dict(self) -> dict[str, list[dict[str, str]]]:
+        return {name: [{"text": e.text, "label": e.label} for e in getattr(self, name)]
+                for name in ("input_fit", "input_calibration", "output_fit", "output_calibration")}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainingLines:
+        try:
+            return cls(**{name: [Example(str(row["text"]), str(row["label"])) for row in data[name]]
+                          for name in ("input_fit", "input_calibration", "output_fit", "output_calibration")})
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"not a file of training lines ({err!r})") from err
+
+
+def extra_inputs(hand: list[Example]) -> list[Example]:
+    """The training corpus's input lines that are not hand-written: the fact cards' first questions."""
+    written = set(hand)
+    return [e for e in input_corpus("train") if e not in written]
+
+
+def extra_outputs() -> list[Example]:
+    """Every line the robot must be able to say, whole, as ``safe``."""
+    return [Example(text, "safe") for text in speakable_lines(by_sentence=False)]
+
+
+def train(source: Path, out: Path, lines: TrainingLines | None = None, *, epochs: int = EPOCHS) -> dict:
+    """Fine-tune on ``lines`` (the training corpus when None), write the int8 model, its tokenizer, the
+    calibration share's probabilities and ``heads.json`` into ``out``."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     started = time.monotonic()
     torch.manual_seed(SEED)
     rng = np.random.default_rng(SEED)
-    inputs, outputs = input_corpus("train"), output_corpus("train")
-    # The calibration fifth comes from the hand-written corpus only: the fact cards' questions (all fitted
-    # on) are so plainly benign that, among the negatives, they made every false-flag rate look small.
-    hand = input_corpus("train", with_questions=False)
-    in_fit, in_cal = split(hand)
-    in_fit += [e for e in inputs if e not in set(hand)]
-    out_fit, out_cal = split(output_corpus("train", with_cards=False))
-    out_fit += [Example(text, "safe") for text in speakable_lines(by_sentence=False)]  # trained on, not calibrated
-    in_classes = sorted({e.label for e in inputs})
-    out_classes = sorted({e.label for e in outputs})
+    lines = TrainingLines.corpus() if lines is None else lines
+    in_fit, in_cal = lines.input_fit, lines.input_calibration
+    out_fit, out_cal = lines.output_fit, lines.output_calibration
+    in_classes = sorted({e.label for e in [*in_fit, *in_cal]})
+    out_classes = sorted({e.label for e in [*out_fit, *out_cal]})
 
     with tempfile.TemporaryDirectory(prefix="safety-train-") as tmp:
         work = Path(tmp)
@@ -95,8 +155,8 @@ def train(source: Path, out: Path) -> dict:
         optimiser = torch.optim.AdamW([{"params": model.encoder.parameters(), "lr": LR_ENCODER},
                                        {"params": [*model.input_head.parameters(), *model.output_head.parameters()],
                                         "lr": LR_HEADS}], weight_decay=0.01)
-        _log(f"{len(in_fit)} input and {len(out_fit)} output lines, {EPOCHS} epochs")
-        for epoch in range(EPOCHS):
+        _log(f"{len(in_fit)} input and {len(out_fit)} output lines, {epochs} epochs")
+        for epoch in range(epochs):
             model.train()
             batches = []
             for t, (_task, fit, classes) in enumerate(tasks):
@@ -113,7 +173,7 @@ def train(source: Path, out: Path) -> dict:
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
-            _log(f"epoch {epoch + 1}/{EPOCHS} done at {time.monotonic() - started:.0f} s")
+            _log(f"epoch {epoch + 1}/{epochs} done at {time.monotonic() - started:.0f} s")
         model.eval()
         fp32 = work / "model.fp32.onnx"
         sample = tokenizer(["a sample sentence"], return_tensors="pt")
@@ -138,7 +198,7 @@ def train(source: Path, out: Path) -> dict:
     np.savez(out / "calibration.npz", input_probs=in_p, input_labels=np.array([e.label for e in in_cal]),
              output_probs=out_p, output_labels=np.array([e.label for e in out_cal]))
     info = {
-        "version": TRAIN_VERSION, "key": corpus_key(), "seed": SEED, "epochs": EPOCHS,
+        "version": TRAIN_VERSION, "key": corpus_key(), "seed": SEED, "epochs": epochs,
         # Thresholds are set from calibration.npz when the model loads (classifier.calibrate).
         "input": {"classes": in_classes},
         "output": {"classes": out_classes},
@@ -182,8 +242,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m companion.safety.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("source", type=Path, help="the all-MiniLM-L6-v2 checkpoint folder or the zip of one")
     parser.add_argument("out", type=Path)
+    parser.add_argument("--lines", type=Path, default=None,
+                        help="train on these lines (JSON of TrainingLines.to_dict) instead of the corpus")
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
     args = parser.parse_args(argv)
-    return run_step(lambda: train(args.source, args.out), "training")
+
+    def work() -> dict:
+        lines = TrainingLines.from_dict(json.loads(args.lines.read_text())) if args.lines else None
+        return train(args.source, args.out, lines, epochs=args.epochs)
+
+    return run_step(work, "training")
 
 
 if __name__ == "__main__":
