@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from companion.bench.utterances import cut, recording_references
+from companion.bench.utterances import pieces, recording_references
 from tests.conftest import RECORDINGS
 
 KEYS = ["ttfa_ms.p50", "ttfa_ms.p95", "asr.rtf", "asr.wer", "llm.ttft_ms", "llm.tok_s", "tts.first_chunk_ms",
@@ -22,7 +22,7 @@ def _get(figures: dict, dotted: str):
     return value
 
 
-def test_references_come_from_the_recordings_readme_and_pieces_stay_short():
+def test_references_come_from_the_recordings_readme_and_long_recordings_are_cut_at_pauses():
     refs = recording_references()  # the recordings the project carries
     assert refs == recording_references(RECORDINGS)
     assert refs["jfk.flac"].startswith("And so my fellow Americans")
@@ -31,8 +31,9 @@ def test_references_come_from_the_recordings_readme_and_pieces_stay_short():
     import numpy as np
 
     audio = np.zeros(16000 * 20, np.float32)
-    pieces = cut(audio, [(0.5, 2.0), (3.0, 11.0)])  # a long span is split, never over 5 s
-    assert len(pieces) >= 3 and all(p.size <= 16000 * 5 for p in pieces)
+    cut = pieces(audio, [(0.5, 2.0), (3.0, 11.0), (12.0, 19.5)])  # over 15 s: cut at a pause, never over 12 s
+    assert len(cut) == 2 and all(p.size <= 16000 * 12 for p, _ in cut)
+    assert [spans for _, spans in cut] == [[(0.2, 1.7), (2.7, 10.7)], [(0.2, 7.7)]]
 
 
 @pytest.mark.real_model

@@ -20,27 +20,21 @@ import psutil
 from companion.audio.files import resample
 from companion.audio.frames import PIPELINE_RATE
 from companion.audio.sources import Segment
-from companion.bench.utterances import BenchUtterance, generated, generated_lines, recordings
+from companion.bench.turns import match_turns, percentile, turn_figures
+from companion.bench.utterances import (BenchUtterance, generated, generated_lines, paused, recordings, short,
+                                        turn_taking_lines)
 from companion.brain.conversation import persona_of
 from companion.config import CompanionConfig
 from companion.models.cache import ModelCache
 
 #: The issue's targets, printed beside the figures.
 TARGETS = {"ttfa_ms.p50": 600, "ttfa_ms.p95": 1000, "llm.ttft_ms": 150, "rss_mb": 1500, "idle_cpu_pct": 10,
-           "ready_s": 10}
+           "ready_s": 10, "turn.cut_in_rate": 0.02}
 #: Assumed cloud price (USD per 1,000 tokens, prompt and reply alike) for the cost comparison.
 DEFAULT_CLOUD_PRICE = 0.002
 
 _WORDS = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip(),
                         jiwer.ReduceToListOfListOfWords()])
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (no interpolation: every figure is one a turn really had)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[max(0, min(len(ordered) - 1, int(-(-q * len(ordered) // 1)) - 1))], 1)
 
 
 def _share(total: int, part: int) -> float | None:
@@ -61,8 +55,8 @@ def _wer(pairs: list[tuple[str, str]]) -> float | None:
 
 
 def utterance_set(models, audio_dir: Path | None, limit: int | None) -> tuple[list[BenchUtterance], dict, dict]:
-    """Recordings (``audio_dir``; None: the ones the project carries) and generated lines; also the TTS's
-    own figures."""
+    """Recordings (``audio_dir``; None: the ones the project carries), generated lines and the turn-taking
+    set (paused sentences, short answers); also the TTS's own figures."""
     recorded, refs = recordings(audio_dir, models.vad_path)
     synth = []
 
@@ -72,12 +66,17 @@ def utterance_set(models, audio_dir: Path | None, limit: int | None) -> tuple[li
         return resample(speech.samples, speech.rate, PIPELINE_RATE)
 
     lines = generated_lines()
-    if limit is not None:  # keep both kinds: about a third recordings
+    taking = turn_taking_lines()
+    paused_lines, short_lines = list(taking.paused), list(taking.short)
+    if limit is not None:  # keep every kind: about a third recordings, the rest shared in turn
         kept = recorded[: max(1, limit // 3)] if recorded else []
         cut_short = {u.source for u in recorded[len(kept):]}
         recorded = [replace(u, partial=u.source in cut_short) for u in kept]
-        lines = lines[: max(0, limit - len(recorded))]
-    utterances = recorded + generated(speak, lines)
+        counts = [0, 0, 0]
+        for i in range(max(0, limit - len(recorded))):
+            counts[i % 3] += 1
+        lines, paused_lines, short_lines = lines[:counts[0]], paused_lines[:counts[1]], short_lines[:counts[2]]
+    utterances = recorded + generated(speak, lines) + paused(speak, paused_lines) + short(speak, short_lines)
     tts = {"rtf": _median([ms / 1000 / s for ms, s in synth], 3),
            "synth_ms_median": _median([ms for ms, _ in synth])}
     return utterances, refs, tts
@@ -107,16 +106,11 @@ def run(config: CompanionConfig, cache: ModelCache, *, audio_dir: Path | None = 
         models.close()
 
     # Which utterance each turn answered: its speech ended inside that segment's playback.
-    starts, ends = result.log.segment_starts, result.log.segment_ends
-    turns = []
-    for record in result.records:
-        end = record.timings.speech_end
-        k = next((i for i in range(len(starts)) if starts[i] <= end <= ends[i] + 0.6), None)
-        turns.append((record, utterances[k] if k is not None else None))
-
+    turns = match_turns(result.records, result.log, utterances)
     figures = _figures(config, turns, utterances, refs, tts, load_s,
                        cpu_s=(cpu1.user + cpu1.system) - (cpu0.user + cpu0.system), wall_s=wall1 - wall0,
                        peak_rss_mb=peak_rss_mb, cloud_price_per_1k=cloud_price_per_1k)
+    figures["turn"] = turn_figures(result.records, result.events, result.log, utterances)
     if llm_isolated:
         from companion.bench import llm
 
@@ -144,12 +138,15 @@ def _figures(config: CompanionConfig, turns, utterances, refs, tts, load_s: floa
         return _median([r.timings.trace[b] - r.timings.trace[a] for r in timed
                         if r.timings.trace.get(a) is not None and r.timings.trace.get(b) is not None])
 
-    # Word error rate: generated lines one by one; a recording's pieces joined in order.
-    gen_pairs = [(u.reference, r.heard) for r, u in turns if u is not None and u.source == "generated"]
+    # Word error rate: a generated utterance's turns joined in order (a cut-in splits a paused sentence
+    # in two), against its line; a recording's turns (of all its pieces) joined in order.
+    by_line: dict[int, list[str]] = {}
     by_source: dict[str, list[str]] = {}
     for r, u in turns:
-        if u is not None and u.source != "generated":
-            by_source.setdefault(u.source, []).append(r.heard)
+        if u is not None:
+            by = by_line.setdefault(id(u), []) if u.source == "generated" else by_source.setdefault(u.source, [])
+            by.append(r.heard)
+    gen_pairs = [(u.reference, " ".join(by_line[id(u)])) for u in utterances if id(u) in by_line]
     # Only recordings whose every piece is in the set (``--limit`` may cut one short); a piece that made
     # no turn counts as words deleted.
     complete = {u.source for u in utterances} - {u.source for u in utterances if u.partial}
@@ -175,7 +172,7 @@ def _figures(config: CompanionConfig, turns, utterances, refs, tts, load_s: floa
         "turns_answered": len(timed),
         "unmatched_utterances": len(utterances) - len({id(u) for _, u in turns if u is not None}),
         "load_s": round(load_s, 2),
-        "ttfa_ms": {"p50": _pct(ttfa, 0.50), "p95": _pct(ttfa, 0.95), "max": _pct(ttfa, 1.0),
+        "ttfa_ms": {"p50": percentile(ttfa, 0.50), "p95": percentile(ttfa, 0.95), "max": percentile(ttfa, 1.0),
                     "all": [round(t) for t in ttfa]},
         "stages_ms": {
             "speculative_start": _median([r.timings.trace.get("asr_start") for r in timed]),
@@ -205,8 +202,9 @@ def _figures(config: CompanionConfig, turns, utterances, refs, tts, load_s: floa
                  "cloud_usd_per_1000_turns": round((prompt_tokens + reply_tokens) / n * cloud_price_per_1k, 3)},
         "wall_s": round(wall_s, 1),
         "example_turn": _example(timed, ttfa),
-        "per_turn": [{"utterance": u.label if u is not None else None, "heard": r.heard, "reply": r.reply,
-                      "ttfa_ms": r.timings.ttfa_ms, "trace": r.timings.trace, "tokens": r.tokens}
+        "per_turn": [{"utterance": u.label if u is not None else None, "kind": u.kind if u is not None else None,
+                      "heard": r.heard, "reply": r.reply, "ttfa_ms": r.timings.ttfa_ms, "trace": r.timings.trace,
+                      "turn_end": r.turn_end, "tokens": r.tokens}
                      for r, u in turns],
     }
 
@@ -221,7 +219,7 @@ def _example(timed, ttfa) -> dict | None:
 
 
 def format_report(f: dict) -> str:
-    t, st, a, l, s = f["ttfa_ms"], f["stages_ms"], f["asr"], f["llm"], f["tts"]
+    t, st, a, l, s, tu = f["ttfa_ms"], f["stages_ms"], f["asr"], f["llm"], f["tts"], f["turn"]
     tg = f["targets"]
 
     def mark(value, target, lower_is_better=True) -> str:
@@ -230,6 +228,9 @@ def format_report(f: dict) -> str:
         ok = value <= target if lower_is_better else value >= target
         return f"(target {target}: {'met' if ok else 'NOT met'})"
 
+    m = tu["model_ms"]
+    turn_model = (f"end-of-turn model {m['median']} ms median, max {m['max']} ({m['calls']} calls)" if m["calls"]
+                  else "end-of-turn model not called (off: the silence rule)")
     lines = [
         f"{f['turns_answered']} answered turns of {f['utterances']} utterances "
         f"({f['utterance_s']['min']}-{f['utterance_s']['max']} s); models {f['models']['asr']} "
@@ -245,6 +246,10 @@ def format_report(f: dict) -> str:
         f"{l.get('tok_s')} tokens/s alone, {l['tok_s_in_loop']} in the loop; llama.cpp ratio "
         f"{l.get('ratio_vs_llama_cpp') or 'n/a (llama-cpp-python not installed)'}",
         f"TTS              first chunk {s['first_chunk_ms']} ms, RTF {s['rtf']}",
+        f"turn end         cut-ins {tu['cut_ins']} of {tu['paused_n']} paused sentences, rate {tu['cut_in_rate']} "
+        f"{mark(tu['cut_in_rate'], tg['turn.cut_in_rate'])}; end confirmed p50 {tu['end_wait_ms']['p50']} ms, "
+        f"p95 {tu['end_wait_ms']['p95']} ms after speech; short answers ttfa p50 {tu['short_ttfa_ms']} ms; "
+        f"{turn_model}; decided by {', '.join(f'{k} {v}' for k, v in tu['decided_by'].items()) or 'none'}",
         f"memory           peak RSS {f['rss_mb']} MB {mark(f['rss_mb'], tg['rss_mb'])}",
     ]
     if "ready_s" in f:
