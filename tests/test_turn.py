@@ -50,6 +50,7 @@ def test_the_transcripts_vote():
     assert text_vote("I went to the park and") is True
     assert text_vote("When I grow up,") is True
     assert text_vote("and the.") is True  # a continuation word outweighs Whisper's full stop
+    assert text_vote("My favourite food is...") is True  # Whisper's ellipsis: the child trailed off
     assert text_vote("a dog") is None  # bare words: Whisper writes them for a finished short answer too
     assert text_vote("") is None
 
@@ -221,3 +222,25 @@ def test_the_real_model_tells_a_finished_sentence_from_an_unfinished_one(real_ca
         assert model.predict(said(finished)).probability >= CFG.threshold, finished
     for unfinished in ("I went to the park and", "because"):
         assert model.predict(said(unfinished)).probability < CFG.threshold, unfinished
+
+
+def test_bench_turn_counts_early_ends_and_waits_per_vote():
+    """``companion bench turn``'s arithmetic on hand-made pauses: a pause inside a sentence longer than the
+    wait is an early end; the final pause's wait is what a finished child waits."""
+    from companion.bench.end_of_turn import Pause, summarise
+    from companion.config import CompanionConfig
+
+    def pause(final, silence, p, text, label="x"):
+        return Pause(label, "paused", final, silence, p, 50.0, "", text, text is not False)
+
+    found = [pause(False, 900, 0.9, False, "fooled both"),  # both say finished: ended after 200 ms
+             pause(False, 900, 0.1, True, "held"),  # both say mid-sentence: 2.4 s allowed
+             pause(False, 900, 0.9, True, "unsure"),  # they disagree: 1.3 s allowed
+             pause(True, 3000, 0.9, False), pause(True, 3000, 0.2, False)]
+    f = summarise(found, CompanionConfig())
+    assert f["pauses_inside"] == 3 and f["final_pauses"] == 2
+    assert f["model+text"]["early_ends"] == ["fooled both"] and f["model+text"]["early_end_rate"] == 0.333
+    assert f["model"]["early_ends"] == ["fooled both", "unsure"]
+    assert f["model+text"]["end_wait_ms"]["p50"] == 200 and f["model+text"]["end_wait_ms"]["p95"] == 1300
+    # The silence rule: 480 ms, or 1.5 s for what looks unfinished.
+    assert f["text"]["early_ends"] == ["fooled both"] and f["text"]["end_wait_ms"]["p50"] == 480

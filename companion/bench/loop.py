@@ -20,6 +20,7 @@ import psutil
 from companion.audio.files import resample
 from companion.audio.frames import PIPELINE_RATE
 from companion.audio.sources import Segment
+from companion.bench.aligned_speech import WordAligner, split_speech
 from companion.bench.turns import match_turns, percentile, turn_figures
 from companion.bench.utterances import (BenchUtterance, generated, generated_lines, paused, recordings, short,
                                         turn_taking_lines)
@@ -54,9 +55,11 @@ def _wer(pairs: list[tuple[str, str]]) -> float | None:
                            hypothesis_transform=_WORDS), 3)
 
 
-def utterance_set(models, audio_dir: Path | None, limit: int | None) -> tuple[list[BenchUtterance], dict, dict]:
+def utterance_set(models, audio_dir: Path | None, limit: int | None,
+                  whisper_dir: Path | None = None) -> tuple[list[BenchUtterance], dict, dict]:
     """Recordings (``audio_dir``; None: the ones the project carries), generated lines and the turn-taking
-    set (paused sentences, short answers); also the TTS's own figures."""
+    set (paused sentences, short answers); also the TTS's own figures. ``whisper_dir``: the Whisper folder
+    whose word timestamps cut a paused line spoken whole (None: its halves are spoken separately)."""
     recorded, refs = recordings(audio_dir, models.vad_path)
     synth = []
 
@@ -76,7 +79,10 @@ def utterance_set(models, audio_dir: Path | None, limit: int | None) -> tuple[li
         for i in range(max(0, limit - len(recorded))):
             counts[i % 3] += 1
         lines, paused_lines, short_lines = lines[:counts[0]], paused_lines[:counts[1]], short_lines[:counts[2]]
-    utterances = recorded + generated(speak, lines) + paused(speak, paused_lines) + short(speak, short_lines)
+    aligner = WordAligner(whisper_dir) if paused_lines and whisper_dir is not None else None
+    split = (lambda first, second: split_speech(speak, aligner, first, second)) if aligner is not None else None
+    utterances = (recorded + generated(speak, lines) + paused(speak, paused_lines, split=split)
+                  + short(speak, short_lines))
     tts = {"rtf": _median([ms / 1000 / s for ms, s in synth], 3),
            "synth_ms_median": _median([ms for ms, _ in synth])}
     return utterances, refs, tts
@@ -94,7 +100,7 @@ def run(config: CompanionConfig, cache: ModelCache, *, audio_dir: Path | None = 
     models = load_voice_models(config, cache)
     load_s = time.perf_counter() - started
     try:
-        utterances, refs, tts = utterance_set(models, audio_dir, limit)
+        utterances, refs, tts = utterance_set(models, audio_dir, limit, cache.get(config.asr.model).path)
         with tempfile.TemporaryDirectory(prefix="companion-bench-") as tmp:
             segments = [Segment(u.audio, label=u.label) for u in utterances]
             cpu0, wall0 = proc.cpu_times(), time.perf_counter()

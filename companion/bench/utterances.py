@@ -15,6 +15,7 @@ way: sentences with a pause spliced inside, and short complete answers.
 
 from __future__ import annotations
 
+import logging
 import re
 import zlib
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from companion.errors import CompanionError
 from companion.paths import recordings_dir
 from companion.vad.endpoint import EndpointConfig, Endpointer, UtteranceEnded
 from companion.vad.silero import SileroVAD
+
+log = logging.getLogger(__name__)
 
 RATE = 16_000
 #: Pauses shorter than this stay inside a speech span; longer ones separate spans.
@@ -256,12 +259,19 @@ def splice(parts: list[np.ndarray], pauses_s: list[float]) -> tuple[np.ndarray, 
     return np.concatenate(chunks), round(at / RATE, 4), tuple(pauses)
 
 
-def paused(speak: Speak, lines: list[str], *, seed: int = 0) -> list[BenchUtterance]:
-    """Each ``a | b`` line spoken half by half and spliced with a seeded pause (``pause_for``) between."""
+def paused(speak: Speak, lines: list[str], *, seed: int = 0,
+           split: Callable[[str, str], tuple[np.ndarray, np.ndarray] | None] | None = None) -> list[BenchUtterance]:
+    """Each ``a | b`` line with a seeded pause (``pause_for``) spliced in: spoken whole and cut at the
+    boundary by ``split`` (bench/aligned_speech.py: the first half keeps the melody of a sentence going
+    on), or half by half where ``split`` is None or finds no boundary."""
     out = []
     for line in lines:
         halves = [h.strip() for h in line.split("|")]
-        audio, end, pauses = splice([speak(h) for h in halves], [pause_for(line, seed)] * (len(halves) - 1))
+        parts = split(*halves) if split is not None else None
+        if parts is None:
+            log.info("paused line spoken half by half: %s", line)
+            parts = [speak(h) for h in halves]
+        audio, end, pauses = splice(list(parts), [pause_for(line, seed)] * (len(halves) - 1))
         out.append(BenchUtterance(" | ".join(halves), "generated", audio, reference=" ".join(halves),
                                   kind="paused", speech_end_s=end, pauses=pauses))
     return out

@@ -25,6 +25,8 @@ def add_parser(sub) -> None:
     p.add_argument("--asr-window", choices=("fit", "full"), default=None, help="Whisper encoder window")
     p.add_argument("--early-end-ms", type=int, default=None, help="tentative end of speech (0: off)")
     p.add_argument("--end-silence-ms", type=int, default=None, help="silence that ends an utterance")
+    p.add_argument("--no-turn-model", action="store_true",
+                   help="end turns by the silence rule (to compare with the end-of-turn model in one sitting)")
     p.add_argument("--no-service", action="store_true", help="skip start-to-ready and idle CPU (a subprocess)")
     p.add_argument("--no-llm-alone", action="store_true", help="skip the LLM-alone tokens/s and llama.cpp ratio")
     p.add_argument("--cloud-price", type=float, default=None, metavar="USD",
@@ -50,6 +52,10 @@ def add_parser(sub) -> None:
     sp = bsub.add_parser("safety", help="safety classifier: time per check and the memory it adds")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_bench_safety)
+    tp = bsub.add_parser("turn", help="end of turn alone: early ends and waits per vote, the model's time a call")
+    tp.add_argument("--json", action="store_true")
+    tp.add_argument("--limit", type=int, default=None, help="only the first N utterances (a quick look)")
+    tp.set_defaults(func=cmd_bench_turn)
     fp = bsub.add_parser("facts", help="fact extraction: rules vs the language model")
     fp.add_argument("--json", action="store_true")
     fp.set_defaults(func=cmd_bench_facts)
@@ -72,6 +78,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.end_silence_ms is not None:
         vad = replace(vad, end_silence_ms=args.end_silence_ms)
     config = replace(config, asr=asr, vad=vad)
+    if args.no_turn_model:
+        config = replace(config, turn=replace(config.turn, enabled=False))
     figures = loop.run(config, ModelCache(models_cache_dir()), audio_dir=args.audio_dir, limit=args.limit,
                        service=not args.no_service, config_path=args.config, llm_isolated=not args.no_llm_alone,
                        cloud_price_per_1k=args.cloud_price if args.cloud_price is not None else loop.DEFAULT_CLOUD_PRICE)
@@ -196,4 +204,30 @@ def cmd_bench_llm(args: argparse.Namespace) -> int:
     figures = llm.run(config, ModelCache(models_cache_dir()), runs=args.runs,
                       max_new_tokens=args.max_new_tokens, genai_model=args.genai_model)
     print(json.dumps(figures, indent=2) if args.json else llm.format_table(figures))
+    return 0
+
+
+def cmd_bench_turn(args: argparse.Namespace) -> int:
+    from types import SimpleNamespace
+
+    from companion.asr.whisper import WhisperASR
+    from companion.bench import end_of_turn
+    from companion.bench.loop import utterance_set
+    from companion.brain.conversation import persona_of
+    from companion.tts.piper_voice import PiperTTS
+    from companion.turn.model import SmartTurn
+
+    config = load_config(args.config)
+    cache = ModelCache(models_cache_dir())
+    asr = WhisperASR(cache.get(config.asr.model).path, config.asr)
+    tts = PiperTTS(cache.get(persona_of(config).voice).path)
+    model = SmartTurn(cache.get(config.turn.model).path, threads=config.turn.threads)
+    try:
+        voice = SimpleNamespace(tts=tts, vad_path=cache.get(config.vad.model).path / "silero_vad_v6.onnx")
+        utterances, _, _ = utterance_set(voice, None, args.limit, cache.get(config.asr.model).path)
+        figures = end_of_turn.run(config, cache, utterances, model, asr)
+    finally:
+        asr.close()
+        tts.close()
+    print(json.dumps(figures, indent=2) if args.json else end_of_turn.format_report(figures))
     return 0

@@ -19,21 +19,21 @@ CONTINUES = frozenset({
 })  # not "you", "for", "is": "thank you", "what is it for", "here it is" are finished
 
 _END = re.compile(r"[.!?…][\"')\]]*$")
-_GOES_ON = re.compile(r"[,;:\-–—][\"')\]]*$")
+_GOES_ON = re.compile(r"([,;:\-–—]|\.\.\.|…)[\"')\]]*$")
 
 
 def looks_unfinished(text: str) -> bool:
     words = re.findall(r"[a-z']+", text.lower())
     if not words:
         return False
-    if words[-1] in CONTINUES:
+    if words[-1] in CONTINUES or _GOES_ON.search(text.strip()):  # "my favourite food is..." trails off
         return True
     return not _END.search(text.strip())
 
 
 def text_vote(text: str) -> bool | None:
     """The transcript's vote beside the end-of-turn model: True (unfinished: it ends on a word that needs
-    more, or on a comma), False (finished: it ends with . ! ?), None (no opinion: bare words, which
+    more, on a comma, or trails off: Whisper's "..."), False (finished: it ends with . ! ?), None (no opinion: bare words, which
     Whisper also writes for a finished short answer, "a dog")."""
     words = re.findall(r"[a-z']+", text.lower())
     if not words:
