@@ -15,7 +15,8 @@ from companion.turn.config import TurnConfig
 from companion.turn.decide import TurnWait, decide
 from companion.turn.features import FRAMES, N_MELS, SAMPLES, turn_features, with_pause
 from companion.turn.model import load_turn_model
-from companion.vad.endpoint import EndpointConfig, Endpointer, SpeechResumed, UtteranceEnded, UtteranceMaybeEnded
+from companion.vad.endpoint import (EndpointConfig, Endpointer, SpeechPaused, SpeechResumed, UtteranceEnded,
+                                    UtteranceMaybeEnded)
 from companion.voice.testing import EnergyVAD, ToneTurnModel, run_test, tone
 from companion.voice.turn_end import text_vote
 
@@ -102,6 +103,11 @@ def test_the_endpointer_ends_a_pause_when_told_and_forgets_it_when_speech_resume
     events = _push(ep, np.concatenate([tone(300, 1.0), np.zeros(3200, np.float32)]))
     maybe = [e for _, e in events if isinstance(e, UtteranceMaybeEnded)]
     assert len(maybe) == 1 and ep.pause_since == maybe[0].utterance.speech_end
+    # The pause was heard first at pause_ms (the turn model starts before the speculative ASR).
+    paused = [(t, e) for t, e in events if isinstance(e, SpeechPaused)]
+    maybe_t = next(t for t, e in events if isinstance(e, UtteranceMaybeEnded))
+    assert len(paused) == 1 and paused[0][0] < maybe_t
+    assert paused[0][1].utterance.speech_end == maybe[0].utterance.speech_end
     assert maybe[0].tail.size > 0 and np.abs(maybe[0].tail).max() < 0.05  # the silence heard so far
     assert not ep.set_end_silence(300, speech_end=maybe[0].utterance.speech_end + 0.5)  # not this pause
     assert ep.set_end_silence(300, speech_end=maybe[0].utterance.speech_end)
@@ -200,8 +206,14 @@ def test_the_real_model_tells_a_finished_sentence_from_an_unfinished_one(real_ca
     from companion.tts.piper_voice import PiperTTS
     from companion.turn.model import SmartTurn
 
-    model = SmartTurn(real_cache.get("smart-turn-v3.2").path)
+    model = SmartTurn(real_cache.get("smart-turn-v3.2").path, nice=7)
     pause = np.zeros(int(CFG.complete_ms / 1000 * 16000), np.float32)
+    # Its worker thread runs at a lower priority than the ASR and the language model (Linux).
+    import os
+    import threading
+
+    tid = model.executor.submit(threading.get_native_id).result()
+    assert os.getpriority(os.PRIO_PROCESS, tid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 7)
 
     # Real speech: JFK pauses 1.1 s after "...ask not what your country can do for you," and ends at 10.46 s.
     jfk = read_all(RECORDINGS / "jfk.flac")
@@ -222,6 +234,10 @@ def test_the_real_model_tells_a_finished_sentence_from_an_unfinished_one(real_ca
         assert model.predict(said(finished)).probability >= CFG.threshold, finished
     for unfinished in ("I went to the park and", "because"):
         assert model.predict(said(unfinished)).probability < CFG.threshold, unfinished
+    import asyncio
+
+    assert asyncio.run(model.guess(said("because"))).probability < CFG.threshold  # the loop's way in
+    model.close()
 
 
 def test_bench_turn_counts_early_ends_and_waits_per_vote():

@@ -7,7 +7,8 @@ import pytest
 
 from companion.audio.files import read_all
 from companion.audio.frames import AudioFrame
-from companion.vad.endpoint import EndpointConfig, Endpointer, SpeechStarted, UtteranceEnded, UtteranceMaybeEnded
+from companion.vad.endpoint import (EndpointConfig, Endpointer, SpeechPaused, SpeechStarted, UtteranceEnded,
+                                    UtteranceMaybeEnded)
 from companion.vad.silero import SileroVAD
 from tests.conftest import RECORDINGS, silero_path
 
@@ -23,9 +24,10 @@ def _events(audio: np.ndarray, chunk: int, config: EndpointConfig = EndpointConf
 def _summary(events):
     out = []
     for e in events:
-        if isinstance(e, (UtteranceEnded, UtteranceMaybeEnded)):
+        if isinstance(e, (UtteranceEnded, UtteranceMaybeEnded, SpeechPaused)):
             u = e.utterance
-            out.append(("end" if isinstance(e, UtteranceEnded) else "maybe", round(u.speech_start, 4), round(u.speech_end, 4), u.audio.size, u.forced))
+            kind = {UtteranceEnded: "end", UtteranceMaybeEnded: "maybe", SpeechPaused: "paused"}[type(e)]
+            out.append((kind, round(u.speech_start, 4), round(u.speech_end, 4), u.audio.size, u.forced))
         else:
             out.append((type(e).__name__, round(e.t, 4)))
     return out

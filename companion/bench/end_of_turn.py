@@ -31,7 +31,7 @@ from companion.config import CompanionConfig
 from companion.turn.config import TurnConfig
 from companion.turn.decide import decide
 from companion.turn.features import with_pause
-from companion.vad.endpoint import Endpointer, SpeechResumed, UtteranceMaybeEnded
+from companion.vad.endpoint import Endpointer, SpeechPaused, SpeechResumed, UtteranceMaybeEnded
 from companion.vad.silero import SileroVAD
 from companion.voice.turn_end import looks_unfinished, text_vote
 
@@ -62,10 +62,12 @@ def pauses(utterance: BenchUtterance, vad: SileroVAD, config: CompanionConfig, m
     vad.reset()
     ep = Endpointer(vad, replace(config.vad, end_silence_ms=int(AFTER_S * 1000) + 1000))
     audio = np.concatenate([utterance.audio, np.zeros(int(AFTER_S * PIPELINE_RATE), np.float32)])
-    found: list[tuple[UtteranceMaybeEnded, float | None]] = []
+    found: list[tuple[SpeechPaused | UtteranceMaybeEnded, float | None]] = []
     for i in range(0, audio.size, 512):
         for event in ep.push(AudioFrame.of(audio[i:i + 512], PIPELINE_RATE, i / PIPELINE_RATE)):
-            if isinstance(event, UtteranceMaybeEnded):
+            if isinstance(event, (SpeechPaused, UtteranceMaybeEnded)):
+                if found and found[-1][1] is None and found[-1][0].utterance.speech_end == event.utterance.speech_end:
+                    continue  # the same pause, heard already when it began (as the loop does)
                 found.append((event, None))
             elif isinstance(event, SpeechResumed) and found and found[-1][1] is None:
                 found[-1] = (found[-1][0], event.t)

@@ -229,5 +229,6 @@ def cmd_bench_turn(args: argparse.Namespace) -> int:
     finally:
         asr.close()
         tts.close()
+        model.close()
     print(json.dumps(figures, indent=2) if args.json else end_of_turn.format_report(figures))
     return 0

@@ -33,6 +33,9 @@ class TurnConfig:
     incomplete_ms: int = 2400
     #: Threads for the model (it runs beside the speculative ASR and the language model).
     threads: int = 1
+    #: How much nicer than the rest the model's thread runs (0-19; Linux): it uses the cores the ASR and
+    #: the language model leave free. Its answer is needed only when the reply is ready to play.
+    nice: int = 10
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -41,3 +44,5 @@ class TurnConfig:
             raise ValueError("turn: need 0 < complete_ms <= unsure_ms <= incomplete_ms")
         if self.threads < 1:
             raise ValueError("turn.threads must be at least 1")
+        if not 0 <= self.nice <= 19:
+            raise ValueError("turn.nice must be between 0 and 19")

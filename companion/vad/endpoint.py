@@ -49,6 +49,10 @@ class EndpointConfig:
     #: transcribing and answering while it waits for ``end_silence_ms``, and drops that work
     #: if the child goes on (``SpeechResumed``). 0 turns it off.
     early_end_ms: int = 96
+    #: Silence this long makes a ``SpeechPaused``: the end-of-turn model starts hearing the pause ahead
+    #: of the speculative turn, so that its call and the ASR's do not share the cores. 0 (or not below
+    #: ``early_end_ms``): the pause is heard at the tentative end.
+    pause_ms: int = 64
     #: Audio kept from before the onset, so the first syllable is not clipped.
     pre_roll_ms: int = 320
     #: An utterance longer than this is cut and handed on (a monologue never grows memory unbounded).
@@ -112,19 +116,24 @@ class UtteranceMaybeEnded:
     utterance: Utterance
     tail: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
-    @property
-    def audio_to_now(self) -> np.ndarray:
-        return np.concatenate([self.utterance.audio, self.tail])
+
+@dataclass(frozen=True, eq=False)
+class SpeechPaused:
+    """``pause_ms`` of silence after speech (before ``UtteranceMaybeEnded``): the utterance so far and the
+    silence since, for the end-of-turn model. Withdrawn by ``SpeechResumed``."""
+
+    utterance: Utterance
+    tail: np.ndarray
 
 
 @dataclass(frozen=True)
 class SpeechResumed:
-    """Speech again after an ``UtteranceMaybeEnded``: the same utterance goes on."""
+    """Speech again after a ``SpeechPaused`` or an ``UtteranceMaybeEnded``: the same utterance goes on."""
 
     t: float
 
 
-EndpointEvent = (SpeechOnset | SpeechStarted | SpeechRejected | UtteranceMaybeEnded | SpeechResumed
+EndpointEvent = (SpeechOnset | SpeechStarted | SpeechRejected | SpeechPaused | UtteranceMaybeEnded | SpeechResumed
                  | UtteranceEnded)
 
 
@@ -138,6 +147,8 @@ class Endpointer:
         self._min_n = max(self._onset_n, config.windows(config.min_speech_ms))
         self._end_n = config.windows(config.end_silence_ms)
         self._early_n = config.windows(config.early_end_ms) if 0 < config.early_end_ms < config.end_silence_ms else 0
+        self._pause_n = config.windows(config.pause_ms) if self._early_n and 0 < config.pause_ms < config.early_end_ms \
+            else 0
         self._gap_n = config.windows(config.onset_gap_ms)
         self._max_n = max(self._min_n + 1, int(config.max_utterance_s / WINDOW_S))
         self._pre_roll: deque[np.ndarray] = deque(maxlen=config.windows(config.pre_roll_ms))
@@ -164,6 +175,7 @@ class Endpointer:
         self._silence_run = 0
         self._last_voiced = 0
         self._maybe_sent = False
+        self._pause_sent = False
         #: Silence (in windows) that ends the current pause, set by the end-of-turn decision; None: ``_end_n``.
         self._end_override_n: int | None = None
 
@@ -174,7 +186,7 @@ class Endpointer:
     @property
     def pause_since(self) -> float | None:
         """``speech_end`` of the pause in progress (after an ``UtteranceMaybeEnded``), else None."""
-        if not (self._in_speech and self._maybe_sent):
+        if not (self._in_speech and (self._maybe_sent or self._pause_sent)):
             return None
         return self._time(self._last_voiced + 1)
 
@@ -255,16 +267,16 @@ class Endpointer:
             self._silence_run = 0
             if prob >= c.threshold:
                 self._last_voiced = idx
-                if self._maybe_sent:
-                    self._maybe_sent = False
+                if self._maybe_sent or self._pause_sent:
+                    self._maybe_sent = self._pause_sent = False
                     self._end_override_n = None
                     events.append(SpeechResumed(self._time(idx)))
+        if self._pause_n and self._silence_run == self._pause_n and not (self._pause_sent or self._maybe_sent):
+            self._pause_sent = True
+            events.append(SpeechPaused(self._snapshot(), self._tail()))
         if self._early_n and self._silence_run == self._early_n and not self._maybe_sent:
             self._maybe_sent = True
-            utt = self._snapshot()
-            after = self._speech[self._last_voiced + 1 - self._audio_start:]
-            tail = np.concatenate(after) if after else np.zeros(0, dtype=np.float32)
-            events.append(UtteranceMaybeEnded(utt, tail))
+            events.append(UtteranceMaybeEnded(self._snapshot(), self._tail()))
         if self._silence_run >= (self._end_override_n or self._end_n):
             events.append(self._finish(forced=False))
         elif len(self._speech) >= self._max_n:
@@ -274,6 +286,11 @@ class Endpointer:
             self._speech_start = self._audio_start = idx + 1
             self._last_voiced = idx + 1
             self._onset_sent = True
+
+    def _tail(self) -> np.ndarray:
+        """The silence heard since the last voiced window."""
+        after = self._speech[self._last_voiced + 1 - self._audio_start:]
+        return np.concatenate(after) if after else np.zeros(0, dtype=np.float32)
 
     def _trim_candidate(self, events: list[EndpointEvent]) -> bool:
         """Keep the candidate within ``_candidate_n`` windows, starting at a voiced one; False if none is left.

@@ -46,6 +46,7 @@ from companion.turn.features import with_pause
 from companion.vad.endpoint import (
     Endpointer,
     SpeechOnset,
+    SpeechPaused,
     SpeechRejected,
     SpeechResumed,
     SpeechStarted,
@@ -209,8 +210,11 @@ class VoiceLoop:
             self._echo_run = False
             if self.state == LoopState.HEARING and not self._robot_busy():
                 self._set_state(LoopState.LISTENING)
-        elif isinstance(event, UtteranceMaybeEnded):
+        elif isinstance(event, SpeechPaused):
             if not self._echo_run:
+                self._hear_pause(event)
+        elif isinstance(event, UtteranceMaybeEnded):
+            if not self._echo_run and (self._votes is None or self._votes.speech_end != event.utterance.speech_end):
                 self._hear_pause(event)
             if not self._echo_run and not self._robot_busy():
                 self._start_turn(event.utterance, confirmed=False)
@@ -246,7 +250,7 @@ class VoiceLoop:
             self._set_state(LoopState.THINKING)
 
     # -- end of turn ------------------------------------------------------------------
-    def _hear_pause(self, event: UtteranceMaybeEnded) -> None:
+    def _hear_pause(self, event: SpeechPaused | UtteranceMaybeEnded) -> None:
         """The child paused: the end-of-turn model hears the utterance so far (off the loop); until it
         answers, the pause may last the longest wait."""
         if self.turn_model is None:
@@ -261,7 +265,7 @@ class VoiceLoop:
 
     async def _guess(self, votes: _Votes, audio: np.ndarray) -> None:
         try:
-            guess = await asyncio.to_thread(self.turn_model.predict, audio)
+            guess = await self.turn_model.guess(audio)
         except Exception as err:  # noqa: BLE001 - the silence rule still ends the turn
             log.warning("[TURN_MODEL_FAILED] the end-of-turn model failed; this pause ends by the silence rule: %r",
                         err)

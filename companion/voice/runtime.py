@@ -46,6 +46,8 @@ class VoiceModels:
         self.generator.close()
         self.asr.close()
         self.tts.close()
+        if self.turn is not None:
+            self.turn.close()
 
 
 def load_voice_models(config: CompanionConfig, cache: ModelCache | None = None) -> VoiceModels:
@@ -79,7 +81,8 @@ def _turn_model(config: CompanionConfig, cache: ModelCache) -> SmartTurn | None:
                     "[vad] early_end_ms = 0 turns off; turns end by the silence rule")
         return None
     path = cache.path(config.turn.model)
-    return load_turn_model(path if cache.record(config.turn.model) is not None else None, threads=config.turn.threads)
+    return load_turn_model(path if cache.record(config.turn.model) is not None else None, threads=config.turn.threads,
+                           nice=config.turn.nice)
 
 
 def new_loop(models: VoiceModels, config: CompanionConfig, child: str, player: Player,

@@ -47,6 +47,6 @@ class Synthesizer(Protocol):
 
 
 class TurnModel(Protocol):
-    """Has the child finished? (blocking, ~50-100 ms: the loop calls it on a worker thread)."""
+    """Has the child finished? (runs off the loop, on a lower-priority thread)."""
 
-    def predict(self, audio: np.ndarray) -> TurnGuess: ...
+    async def guess(self, audio: np.ndarray) -> TurnGuess: ...

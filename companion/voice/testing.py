@@ -230,6 +230,9 @@ class ToneTurnModel:
         self.fail = fail
         self.calls = 0
 
+    async def guess(self, audio: np.ndarray) -> TurnGuess:
+        return await asyncio.get_running_loop().run_in_executor(None, self.predict, audio)
+
     def predict(self, audio: np.ndarray) -> TurnGuess:
         self.calls += 1
         if self.fail:
