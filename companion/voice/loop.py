@@ -106,8 +106,8 @@ class VoiceLoop:
         self.config = config
         self._on_event = on_event
         #: The end-of-turn model and its settings; None: turns end by the silence rule.
-        self.turn_model = turn_model if turn_config is not None else None
-        self.turn_config = turn_config if turn_model is not None else None
+        both = turn_model is not None and turn_config is not None
+        self.turn_model, self.turn_config = (turn_model, turn_config) if both else (None, None)
         #: The votes on the pause in progress (None: no pause, or no model).
         self._votes: _Votes | None = None
         #: End-of-turn model calls in flight (awaited when the loop ends).
@@ -276,13 +276,14 @@ class VoiceLoop:
         if votes is self._votes:
             self._decide(votes)
 
-    def _vote_text(self, speech_end: float, text: str) -> _Votes | None:
-        """The speculative transcript's vote on the pause after ``speech_end`` (None: no votes for it)."""
+    def _vote_text(self, speech_end: float, text: str, unfinished: bool) -> _Votes | None:
+        """The speculative transcript's vote on the pause after ``speech_end`` (None: no votes for it);
+        ``unfinished``: ``looks_unfinished(text)``, for the silence rule."""
         votes = self._votes
         if votes is None or votes.speech_end != speech_end:
             return None
         votes.text_unfinished = text_vote(text)
-        votes.looks_unfinished = looks_unfinished(text)
+        votes.looks_unfinished = unfinished
         if votes.probability is not None or votes.failed:
             self._decide(votes)
         return votes
@@ -432,7 +433,7 @@ class VoiceLoop:
             return
         self._emit(Transcribed(transcript.text, transcript.asr_ms, now))
         unfinished = looks_unfinished(transcript.text)
-        votes = self._vote_text(utt.speech_end, transcript.text)
+        votes = self._vote_text(utt.speech_end, transcript.text, unfinished)
         plan = await self.brain.plan(transcript.text)
         turn = _Turn(plan=plan, utt=utt, asr_ms=transcript.asr_ms, asr_done=now, pending=pending,
                      asr_start=asr_start, unfinished=unfinished, votes=votes,
