@@ -52,7 +52,7 @@ def test_missing_explicit_config_is_an_error(tmp_path):
 
 def test_repository_manifests_are_complete():
     manifests = load_manifests(manifests_dir())
-    assert {m.role for m in manifests.values()} == {"llm", "asr", "tts", "vad", "encoder", "turn"}
+    assert {m.role for m in manifests.values()} == {"llm", "asr", "tts", "vad", "encoder", "turn", "speaker"}
     for role in ("llm", "asr", "tts", "vad"):
         default_for_role(manifests, role)
     for m in manifests.values():

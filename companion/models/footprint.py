@@ -29,7 +29,7 @@ AGENT_BASE_MB = 550.0
 RSS_PER_FILE_BYTE = 1.5
 #: The files a recipe's runtime loads, by folder (the source artifact beside them, a GGUF or a zip,
 #: is never loaded); recipes not named load every file they prepared.
-_LOADED_FOLDER = {"llm-onnx": "onnx/", "sentence-encoder-onnx": "encoder/"}
+_LOADED_FOLDER = {"llm-onnx": "onnx/", "sentence-encoder-onnx": "encoder/", "speaker-ge2e-onnx": "speaker/"}
 #: Measured model sets kept at most (the oldest go first).
 MAX_MEASUREMENTS = 32
 MEASURED_FILE = Path("_measured") / "agent-rss.json"

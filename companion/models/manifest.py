@@ -10,8 +10,9 @@ from pathlib import Path
 from companion.errors import MODEL_MANIFEST_INVALID, MODEL_UNKNOWN, ModelError
 from companion.llm.export import INT4_BLOCK_SIZE, LLM_EXPORT_VERSION
 
-ROLES = ("llm", "asr", "tts", "vad", "encoder", "turn")
-RECIPES = ("none", "llm-onnx", "ctranslate2-whisper", "piper-voice", "sentence-encoder-onnx")
+ROLES = ("llm", "asr", "tts", "vad", "encoder", "turn", "speaker")
+RECIPES = ("none", "llm-onnx", "ctranslate2-whisper", "piper-voice", "sentence-encoder-onnx",
+           "speaker-ge2e-onnx")
 QUANTIZATIONS = ("int4", "int8", "none")
 
 

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from companion.errors import (
@@ -141,6 +142,13 @@ def _export_encoder(manifest: ModelManifest, staging: Path) -> None:
                         "TRANSFORMERS_OFFLINE": "1"}, label=manifest.name)
 
 
+def _export_speaker(manifest: ModelManifest, staging: Path) -> None:
+    """Resemblyzer's torch file -> ONNX in ``staging/speaker`` (checked against torch by the exporter)."""
+    cmd = [sys.executable, "-m", "companion.speaker.export", str(staging / manifest.artifacts[0].file),
+           str(staging / "speaker")]
+    _run_exporter(cmd, dict(os.environ), label=manifest.name)
+
+
 def run_export(source: str, staging: Path, *, label: str, quantize: str, block_size: int = INT4_BLOCK_SIZE,
                allow_hub: bool = False, peak_bytes: int | None = None) -> None:
     """Run ``companion.llm.export`` in a child process into ``staging/onnx``; map its failures to codes."""
@@ -203,6 +211,18 @@ def _load_check(manifest: ModelManifest, staging: Path) -> None:
             if not isinstance(rate, int) or rate <= 0:
                 raise ValueError(f"bad sample rate {rate!r} in {cfg.name}")
             ort.InferenceSession(str(next(staging.glob("*.onnx"))), providers=["CPUExecutionProvider"])
+        elif manifest.role == "speaker":
+            from companion.speaker.encoder import SpeakerEncoder
+
+            encoder = SpeakerEncoder(staging)
+            try:
+                t = np.arange(32_000) / 16_000
+                low, high = (encoder.embed((0.1 * np.sin(2 * np.pi * f * t)).astype(np.float32)).vector
+                             for f in (150, 2000))
+            finally:
+                encoder.close()
+            if not (abs(float(low @ low) - 1) < 1e-3 and float(low @ high) < 0.999):
+                raise ValueError("the speaker encoder gives the same vector for a low and a high tone")
         elif recipe in ("none",) and manifest.artifacts[0].file.endswith(".onnx"):
             import onnxruntime as ort
 
@@ -295,6 +315,8 @@ def prepare(manifest: ModelManifest, cache: ModelCache, *, force: bool = False, 
             _export_llm(manifest, staging, check_memory=check_memory)
         elif manifest.convert.recipe == "sentence-encoder-onnx":
             _export_encoder(manifest, staging)
+        elif manifest.convert.recipe == "speaker-ge2e-onnx":
+            _export_speaker(manifest, staging)
         _load_check(manifest, staging)
         record = {
             "manifest_digest": manifest.digest,

@@ -63,7 +63,7 @@ class SmartTurn:
             raise ModelError(f"cannot load end-of-turn model {path}: {err}", code=MODEL_LOAD_FAILED) from err
         self._input = self._session.get_inputs()[0].name
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="turn",
-                                           initializer=_lower_priority, initargs=(nice,))
+                                           initializer=lower_priority, initargs=(nice,))
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -84,7 +84,7 @@ class SmartTurn:
         self.predict(np.zeros(16_000, dtype=np.float32))
 
 
-def _lower_priority(nice: int) -> None:
+def lower_priority(nice: int) -> None:
     """Raise this worker thread's niceness by ``nice`` (Linux: a thread is a task with its own); elsewhere
     nothing."""
     if nice <= 0 or not hasattr(os, "setpriority"):

@@ -1,0 +1,1 @@
+"""Who is talking: speaker encoders, voiceprints, enrolment and per-turn identification."""
