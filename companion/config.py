@@ -18,6 +18,7 @@ from companion.asr.whisper import ASRConfig
 from companion.errors import ConfigError
 from companion.knowledge.index import KnowledgeConfig
 from companion.safety.check import SafetyConfig
+from companion.speaker.config import SpeakerConfig
 from companion.turn.config import TurnConfig
 from companion.vad.endpoint import EndpointConfig
 from companion.voice.config import LoopConfig
@@ -124,6 +125,7 @@ class CompanionConfig:
     asr: ASRConfig = field(default_factory=ASRConfig)
     vad: EndpointConfig = field(default_factory=EndpointConfig)
     turn: TurnConfig = field(default_factory=TurnConfig)
+    speakers: SpeakerConfig = field(default_factory=SpeakerConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)

@@ -21,8 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from companion.cli import (bench_cmd, chat_cmd, demo_cmd, eval_cmd, memory_cmd, models_cmd, parent_cmd,
-                               service_cmd, voice_cmd)
+    from companion.cli import (bench_cmd, chat_cmd, children_cmd, demo_cmd, eval_cmd, memory_cmd, models_cmd,
+                               parent_cmd, service_cmd, voice_cmd)
 
     models_cmd.add_parser(sub)
     chat_cmd.add_parser(sub)
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cmd.add_parser(sub)
     voice_cmd.add_parser(sub)
     memory_cmd.add_parser(sub)
+    children_cmd.add_parser(sub)
     eval_cmd.add_parser(sub)
     parent_cmd.add_parser(sub)
     service_cmd.add_parser(sub)

@@ -28,6 +28,8 @@ def add_parser(sub) -> None:
             q.add_argument("--alerts", action="store_true", help="only the parent alerts")
         if name == "export":
             q.add_argument("--out", type=Path, default=None)
+            q.add_argument("--voiceprint", action="store_true",
+                           help="include the child's voiceprint (biometric data; left out unless asked)")
         q.set_defaults(func=cmd_memory)
 
     d = sub.add_parser("doctor", help="check models, audio, config, disk, execution providers")
@@ -52,7 +54,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
         if not args.child:
             print("children: " + (", ".join(store.children()) or "none"))
             return 0
-        data = store.export_child(check_child_name(args.child))
+        data = store.export_child(check_child_name(args.child), voiceprint=getattr(args, "voiceprint", False))
         if args.memory_command == "export":
             text = json.dumps(data, indent=2, ensure_ascii=False)
             if args.out:

@@ -60,6 +60,14 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
         "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
+    # Voiceprints (speaker/): biometric data about a child, one per child and encoder; erased with the child,
+    # with the parents' consent withdrawn, or alone; exported only when asked.
+    3: (
+        """CREATE TABLE voiceprints (
+               child_id INTEGER PRIMARY KEY REFERENCES children(id) ON DELETE CASCADE,
+               model TEXT NOT NULL, vector BLOB NOT NULL, utterances INTEGER NOT NULL,
+               speech_s REAL NOT NULL, enrolled_at REAL NOT NULL)""",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -350,7 +358,49 @@ class MemoryStore:
             self._scrub()
         return n
 
-    def export_child(self, child: str) -> dict:
+    # -- voiceprints ------------------------------------------------------------------------
+    def put_voiceprint(self, child: str, model: str, vector, *, utterances: int, speech_s: float) -> None:
+        """Store (or replace) ``child``'s voiceprint: float32 unit vector from encoder ``model``."""
+        import numpy as np
+
+        blob = np.asarray(vector, dtype="<f4").tobytes()
+        cid = self.child_id(child)
+        self._write(lambda db: db.execute(
+            "INSERT INTO voiceprints(child_id, model, vector, utterances, speech_s, enrolled_at) VALUES (?,?,?,?,?,?) "
+            "ON CONFLICT(child_id) DO UPDATE SET model=excluded.model, vector=excluded.vector, "
+            "utterances=excluded.utterances, speech_s=excluded.speech_s, enrolled_at=excluded.enrolled_at",
+            (cid, model, blob, utterances, float(speech_s), time.time())))
+        self._scrub()  # the replaced vector's bytes go too
+
+    def voiceprints(self, model: str) -> dict:
+        """Every child's voiceprint made by encoder ``model``: name -> float32 vector."""
+        import numpy as np
+
+        rows = self._db.execute("SELECT c.name, v.vector FROM voiceprints v JOIN children c ON c.id = v.child_id "
+                                "WHERE v.model = ? ORDER BY c.name", (model,)).fetchall()
+        return {name: np.frombuffer(blob, dtype="<f4").astype(np.float32) for name, blob in rows}
+
+    def voiceprint_info(self) -> list[dict]:
+        """What a parent sees: whose voice is known, from how much speech, when, by which encoder."""
+        rows = self._db.execute("SELECT c.name, v.model, v.utterances, v.speech_s, v.enrolled_at FROM voiceprints v "
+                                "JOIN children c ON c.id = v.child_id ORDER BY c.name").fetchall()
+        return [{"child": r[0], "model": r[1], "utterances": r[2], "speech_s": round(r[3], 1), "enrolled_at": r[4]}
+                for r in rows]
+
+    def delete_voiceprint(self, child: str | None = None) -> int:
+        """Erase ``child``'s voiceprint (None: every child's); returns how many went."""
+        if child is None:
+            n = self._write(lambda db: db.execute("DELETE FROM voiceprints").rowcount)
+        else:
+            cid = self.child_id(child, create=False)
+            if cid is None:
+                return 0
+            n = self._write(lambda db: db.execute("DELETE FROM voiceprints WHERE child_id = ?", (cid,)).rowcount)
+        if n:
+            self._scrub()
+        return n
+
+    def export_child(self, child: str, *, voiceprint: bool = False) -> dict:
         cid = self.child_id(child, create=False)
         if cid is None:
             raise MemoryError_(f"no memory of a child named {child!r}", code="MEMORY_CHILD_UNKNOWN")
@@ -366,7 +416,18 @@ class MemoryStore:
             "facts": [{"kind": f.kind, "value": f.value, "source_turn": f.source_turn_id, "at": f.at}
                       for f in self.facts(child, limit=10_000)],
             "alerts": self.alerts(child),
+            **({"voiceprint": self._voiceprint_json(cid)} if voiceprint else {}),
         }
+
+    def _voiceprint_json(self, cid: int) -> dict | None:
+        import numpy as np
+
+        row = self._db.execute("SELECT model, vector, utterances, speech_s, enrolled_at FROM voiceprints "
+                               "WHERE child_id = ?", (cid,)).fetchone()
+        if row is None:
+            return None
+        return {"model": row[0], "vector": [round(float(x), 6) for x in np.frombuffer(row[1], dtype="<f4")],
+                "utterances": row[2], "speech_s": row[3], "enrolled_at": row[4]}
 
     def erase_child(self, child: str) -> bool:
         cid = self.child_id(child, create=False)
@@ -374,6 +435,7 @@ class MemoryStore:
             return False
 
         def write(db):
+            db.execute("DELETE FROM voiceprints WHERE child_id = ?", (cid,))
             db.execute("DELETE FROM turns WHERE child_id = ?", (cid,))  # fires the FTS delete trigger
             db.execute("DELETE FROM facts WHERE child_id = ?", (cid,))
             db.execute("DELETE FROM alerts WHERE child_id = ?", (cid,))
@@ -386,7 +448,7 @@ class MemoryStore:
 
     def erase_all(self) -> None:
         def write(db):
-            for table in ("turns", "facts", "alerts", "sessions", "children"):
+            for table in ("voiceprints", "turns", "facts", "alerts", "sessions", "children"):
                 db.execute(f"DELETE FROM {table}")
             db.execute("INSERT INTO turns_fts(turns_fts) VALUES ('delete-all')")
 

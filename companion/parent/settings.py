@@ -33,6 +33,9 @@ class ParentSettings:
     volume: int = 100
     #: Persona file in configs/personas/ ("": the config file's).
     persona: str = ""
+    #: The parents consent to recognising each child by voice (speaker/): voiceprints, biometric data
+    #: about a child, are made and kept on the robot only while this is on; turning it off erases them.
+    voice_id: bool = False
 
     def __post_init__(self) -> None:
         if bool(self.quiet_start) != bool(self.quiet_end):
@@ -107,7 +110,10 @@ def load(store: MemoryStore) -> ParentSettings:
 
 
 def save(store: MemoryStore, settings: ParentSettings) -> None:
+    """Store the settings; consent to recognise voices withdrawn erases every voiceprint with it."""
     store.put_setting(KEY, settings.to_json())
+    if not settings.voice_id:
+        store.delete_voiceprint()
 
 
 def start_of_today(now: dt.datetime) -> float:
