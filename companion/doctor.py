@@ -80,22 +80,25 @@ def _models(config) -> list[Finding]:
     if config.safety.classifier:
         out.append(_safety_classifier(cache))
     if config.turn.enabled:
-        out.append(_turn_model(config, manifests, cache))
+        out.append(_optional_model("turn", config.turn.model, manifests, cache, "turns end by the silence rule"))
+    if config.speakers.enabled:
+        out += [_optional_model("speaker", name, manifests, cache, "enrolled children are not told apart by voice")
+                for name in config.speakers.models]
     return out
 
 
-def _turn_model(config, manifests, cache) -> Finding:
-    """The end-of-turn model: without it the robot still works, ending turns by the silence rule."""
+def _optional_model(role: str, name: str, manifests, cache, without: str) -> Finding:
+    """A model the robot works without (the end-of-turn model, the speaker encoder): a warning, saying what
+    is lost, when it is not prepared."""
     from companion.models.prepare import verify
 
-    name = config.turn.model
     if name not in manifests:
-        return Finding("fail", "model turn", f"{name} is not in models/")
+        return Finding("fail", f"model {role}", f"{name} is not in models/")
     problems = verify(manifests[name], cache)
     if not problems:
-        return Finding("ok", "model turn", f"{name} prepared, checksums match")
-    return Finding("warn", "model turn", f"{name}: {problems[0]}; turns end by the silence rule until "
-                                         f"`companion models prepare {name}`")
+        return Finding("ok", f"model {role}", f"{name} prepared, checksums match")
+    return Finding("warn", f"model {role}", f"{name}: {problems[0]}; {without} until "
+                                            f"`companion models prepare {name}`")
 
 
 def _safety_classifier(cache) -> Finding:

@@ -90,7 +90,7 @@ def utterance_set(models, audio_dir: Path | None, limit: int | None,
 
 def run(config: CompanionConfig, cache: ModelCache, *, audio_dir: Path | None = None, limit: int | None = None,
         service: bool = True, config_path: Path | None = None, llm_isolated: bool = True,
-        cloud_price_per_1k: float = DEFAULT_CLOUD_PRICE) -> dict:
+        cloud_price_per_1k: float = DEFAULT_CLOUD_PRICE, speakers: bool = True) -> dict:
     from companion.memory.store import MemoryStore
     from companion.voice.runtime import load_voice_models
     from companion.voice.simulate import run_simulation_sync
@@ -103,9 +103,13 @@ def run(config: CompanionConfig, cache: ModelCache, *, audio_dir: Path | None = 
         utterances, refs, tts = utterance_set(models, audio_dir, limit, cache.get(config.asr.model).path)
         with tempfile.TemporaryDirectory(prefix="companion-bench-") as tmp:
             segments = [Segment(u.audio, label=u.label) for u in utterances]
+            memory = MemoryStore(Path(tmp) / "data")
+            if speakers and models.speaker is not None:  # two children known by voice: the encoder runs every turn
+                from companion.bench.speakers import enrol_bench_children
+
+                enrol_bench_children(models, memory, "Bench")
             cpu0, wall0 = proc.cpu_times(), time.perf_counter()
-            result = run_simulation_sync(models, config, segments, Path(tmp) / "out", child="Bench",
-                                         memory=MemoryStore(Path(tmp) / "data"))
+            result = run_simulation_sync(models, config, segments, Path(tmp) / "out", child="Bench", memory=memory)
             cpu1, wall1 = proc.cpu_times(), time.perf_counter()
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
     finally:
@@ -117,6 +121,9 @@ def run(config: CompanionConfig, cache: ModelCache, *, audio_dir: Path | None = 
                        cpu_s=(cpu1.user + cpu1.system) - (cpu0.user + cpu0.system), wall_s=wall1 - wall0,
                        peak_rss_mb=peak_rss_mb, cloud_price_per_1k=cloud_price_per_1k)
     figures["turn"] = turn_figures(result.records, result.events, result.log, utterances)
+    from companion.bench.speakers import speaker_figures
+
+    figures["speakers"] = speaker_figures(result.records)
     if llm_isolated:
         from companion.bench import llm
 
@@ -258,6 +265,11 @@ def format_report(f: dict) -> str:
         f"{turn_model}; decided by {', '.join(f'{k} {v}' for k, v in tu['decided_by'].items()) or 'none'}",
         f"memory           peak RSS {f['rss_mb']} MB {mark(f['rss_mb'], tg['rss_mb'])}",
     ]
+    sp = f.get("speakers")
+    if sp:
+        lines.append(f"who is talking   {sp['turns']} turns identified ({', '.join(f'{k} {v}' for k, v in sp['by'].items())}); "
+                     f"the encoder's answer came after the transcript's in {sp['turns_waiting_on_it']} turns "
+                     f"(at most {sp['after_asr_ms_max']} ms)")
     if "ready_s" in f:
         lines.append(f"service          start to READY {f['ready_s']} s {mark(f['ready_s'], tg['ready_s'])}; "
                      f"idle CPU {f['idle_cpu_pct']} % of a core {mark(f['idle_cpu_pct'], tg['idle_cpu_pct'])}; "

@@ -114,9 +114,13 @@ class ChatReply:
 
 
 def _read_context(store: MemoryStore, child: str, heard: str, recent_ids: frozenset[int], recall: int,
-                  max_facts: int, now: dt.datetime) -> dict:
-    """Runs on the memory worker: the parts of a ``TurnContext`` that live in the database."""
+                  max_facts: int, now: dt.datetime, guest: bool = False) -> dict:
+    """Runs on the memory worker: the parts of a ``TurnContext`` that live in the database. A guest's
+    gets the parents' settings and today's talk time only: no facts, no summary, no earlier turns."""
     parent = parent_settings.load(store)
+    if guest:
+        return dict(parent=parent, facts=(), summary=None, recalled=(),
+                    talk_s_today=store.talk_seconds(child, parent_settings.start_of_today(now)))
     summaries = store.summaries(child, 1)
     recalled = ()
     if heard and recall:
@@ -127,8 +131,9 @@ def _read_context(store: MemoryStore, child: str, heard: str, recent_ids: frozen
 
 
 def _write_exchange(store: MemoryStore, child: str, session: int | None, spoken: SpokenReply,
-                    purge_days: float | None) -> tuple[int, int]:
-    """Runs on the memory worker: the alert, the turn, its facts; one purge after the reply when due."""
+                    purge_days: float | None, learn: bool = True) -> tuple[int, int]:
+    """Runs on the memory worker: the alert, the turn, its facts (``learn``: not a guest's); one purge
+    after the reply when due."""
     plan = spoken.plan
     if session is None:
         session = store.start_session(child)
@@ -143,19 +148,24 @@ def _write_exchange(store: MemoryStore, child: str, session: int | None, spoken:
         if store.count_turns_since(child, midnight, safety_category=EMOTIONAL) == DISTRESS_TURNS:
             # Once a day, the third time: a gentle note for the parents, not an alarm.
             store.add_alert(child, WELLBEING_NOTE, plan.stored_heard)
-    if plan.learn_facts and spoken.blocked is None:
+    if learn and plan.learn_facts and spoken.blocked is None:
         for fact in extract_facts(plan.heard):
             store.add_fact(child, fact.kind, fact.value, turn_id)
     return session, turn_id
 
 
 class Conversation:
-    """One child's conversation: bounded history, memory through its worker, one turn at a time."""
+    """One child's conversation: bounded history, memory through its worker, one turn at a time.
+
+    ``guest``: someone whose voice no voiceprint knows (speaker/household.py): their turns are kept
+    under ``child`` for the transcript and the parents' alerts, but nothing of any child's memory is
+    read into their prompt and nothing they say is stored as a fact."""
 
     def __init__(self, model: Generator, config: CompanionConfig, child: str,
                  memory: MemoryStore | MemoryWorker | None = None, knowledge: Knowledge | None = None,
-                 classifier: SafetyClassifier | None = None) -> None:
+                 classifier: SafetyClassifier | None = None, *, guest: bool = False) -> None:
         self.model = model
+        self.guest = guest
         self.knowledge = knowledge
         #: The safety layer's classifier by meaning (None: lexicon and profanity model only).
         self.classifier = classifier
@@ -209,6 +219,8 @@ class Conversation:
         def read(store: MemoryStore) -> tuple:
             parent = parent_settings.load(store)
             store.purge_expired(parent.retention_days or self.config.memory.retention_days)
+            if self.guest:  # another guest's words are not this one's history
+                return parent, ()
             return parent, tuple((t.id, t.heard, t.said) for t in store.recent_turns(self.child,
                                                                                    self.config.llm.history_turns))
 
@@ -234,7 +246,8 @@ class Conversation:
             if self.memory is not None:
                 recent = frozenset(e.turn_id for e in history if e.turn_id is not None)
                 stored = await self.memory.call(_read_context, self.child, heard, recent,
-                                                self.config.memory.recall_turns, self.config.memory.max_facts, now)
+                                                self.config.memory.recall_turns, self.config.memory.max_facts, now,
+                                                self.guest)
             cards = tuple(r.card.text for r in await cards_task) if cards_task is not None else ()
         finally:
             if cards_task is not None and not cards_task.done():
@@ -267,7 +280,8 @@ class Conversation:
             if due:
                 self._purged_at = time.monotonic()
             self._session, turn_id = await self.memory.call(
-                _write_exchange, self.child, self._session, spoken, self._retention_days() if due else None)
+                _write_exchange, self.child, self._session, spoken, self._retention_days() if due else None,
+                not self.guest)
         if spoken.said:
             self._said = (*self._said, spoken.said)[-RECENT_SAID:]
         if plan.kind == "safety" or spoken.blocked is not None:

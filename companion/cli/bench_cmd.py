@@ -27,6 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("--end-silence-ms", type=int, default=None, help="silence that ends an utterance")
     p.add_argument("--no-turn-model", action="store_true",
                    help="end turns by the silence rule (to compare with the end-of-turn model in one sitting)")
+    p.add_argument("--no-speakers", action="store_true",
+                   help="no child enrolled by voice (the speaker encoder never runs), to compare in one sitting")
     p.add_argument("--no-service", action="store_true", help="skip start-to-ready and idle CPU (a subprocess)")
     p.add_argument("--no-llm-alone", action="store_true", help="skip the LLM-alone tokens/s and llama.cpp ratio")
     p.add_argument("--cloud-price", type=float, default=None, metavar="USD",
@@ -82,6 +84,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         config = replace(config, turn=replace(config.turn, enabled=False))
     figures = loop.run(config, ModelCache(models_cache_dir()), audio_dir=args.audio_dir, limit=args.limit,
                        service=not args.no_service, config_path=args.config, llm_isolated=not args.no_llm_alone,
+                       speakers=not args.no_speakers,
                        cloud_price_per_1k=args.cloud_price if args.cloud_price is not None else loop.DEFAULT_CLOUD_PRICE)
     if args.limit is None and figures.get("rss_mb"):
         # The whole agent's peak with these models: doctor and the unit's MemoryMax use it from now on.

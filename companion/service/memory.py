@@ -43,6 +43,8 @@ def configured_models(config: CompanionConfig) -> dict[str, str]:
         models["encoder"] = config.knowledge.encoder
     if config.turn.enabled:
         models["turn"] = config.turn.model
+    if config.speakers.enabled:
+        models.update({f"speaker{i or ''}": name for i, name in enumerate(config.speakers.models)})
     return models
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import IntEnum
 
+from companion.speaker.identify import SpeakerGuess
+
 
 class LoopState(IntEnum):
     LISTENING = 0
@@ -115,6 +117,15 @@ class TurnEndGuessed:
 
 
 @dataclass(frozen=True)
+class SpeakerIdentified:
+    """Whose voice the utterance ending at ``speech_end`` is (``guess.child`` None: a guest)."""
+
+    speech_end: float
+    guess: SpeakerGuess
+    t: float
+
+
+@dataclass(frozen=True)
 class TurnEndDecided:
     """How much silence after ``speech_end`` ends the turn, and why (made again when a vote arrives).
 
@@ -164,6 +175,8 @@ class TurnRecord:
     tokens: dict = field(default_factory=dict)
     #: How the end of the turn was decided: {"by", "wait_ms", "probability", "text_unfinished"} (see TurnEndDecided).
     turn_end: dict = field(default_factory=dict)
+    #: Who was talking (speaker/identify.py ``SpeakerGuess.to_json``); None: voices are not recognised.
+    speaker: dict | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -177,4 +190,4 @@ class TurnCompleted:
 
 LoopEvent = (StateChanged | SpeechDetected | UtteranceCaptured | Transcribed | TurnDropped | FirstToken
              | ClauseSpoken | ClauseBlocked | BargeIn | ReplyCancelled | SpeculationDropped | EchoIgnored | TurnEndGuessed
-             | TurnEndDecided | TurnFailed | TurnCompleted)
+             | TurnEndDecided | SpeakerIdentified | TurnFailed | TurnCompleted)

@@ -55,7 +55,8 @@ from companion.vad.endpoint import (
     UtteranceMaybeEnded,
 )
 from companion.voice.config import LoopConfig
-from companion.voice.stages import Brain, LanguageModel, Synthesizer, Transcriber, TurnModel
+from companion.speaker.identify import SpeakerGuess
+from companion.voice.stages import Brain, LanguageModel, Speakers, Synthesizer, Transcriber, TurnModel
 from companion.voice.echo import echo_similarity, repeats_robot
 from companion.voice.turn_end import looks_unfinished, text_vote
 from companion.voice.events import (
@@ -68,6 +69,7 @@ from companion.voice.events import (
     LoopEvent,
     LoopState,
     ReplyCancelled,
+    SpeakerIdentified,
     SpeculationDropped,
     SpeechDetected,
     StateChanged,
@@ -95,10 +97,13 @@ class VoiceLoop:
     def __init__(self, *, endpointer: Endpointer, asr: Transcriber, brain: Brain, model: LanguageModel,
                  sampling: SamplingParams, tts: Synthesizer, player: Player, config: LoopConfig = LoopConfig(),
                  on_event: Callable[[LoopEvent], None] | None = None, turn_model: TurnModel | None = None,
-                 turn_config: TurnConfig | None = None) -> None:
+                 turn_config: TurnConfig | None = None, speakers: Speakers | None = None) -> None:
         self.endpointer = endpointer
         self.asr = asr
-        self.brain = brain
+        #: The conversation the next prompt is prepared for: the last speaker's (``speakers.current``).
+        self.brain = speakers.current if speakers is not None else brain
+        #: Who is talking, by voice (None: every turn is ``brain``'s child's).
+        self.speakers = speakers
         self.model = model
         self.sampling = sampling
         self.tts = tts
@@ -422,22 +427,29 @@ class VoiceLoop:
         pending = pending or self._confirmed(utt)
         speech_ratio = utt.duration / max(1e-6, len(utt.audio) / 16_000)
         asr_start = self._now()
-        transcript = await self.asr.transcribe(utt.audio, speech_ratio=speech_ratio)
-        now = self._now()
-        if transcript.rejected:
-            self._emit(TurnDropped(transcript.rejected, transcript.text, now))
-            return
-        if utt.speech_start - self._last_spoke_end < self.config.echo_tail_s and repeats_robot(
-                transcript.text, self._last_said):
-            self._emit(TurnDropped("echo", transcript.text, now))
-            return
-        self._emit(Transcribed(transcript.text, transcript.asr_ms, now))
+        who = self._identify(utt) if self.speakers is not None else None
+        try:
+            transcript = await self.asr.transcribe(utt.audio, speech_ratio=speech_ratio)
+            now = self._now()
+            if transcript.rejected:
+                self._emit(TurnDropped(transcript.rejected, transcript.text, now))
+                return
+            if utt.speech_start - self._last_spoke_end < self.config.echo_tail_s and repeats_robot(
+                    transcript.text, self._last_said):
+                self._emit(TurnDropped("echo", transcript.text, now))
+                return
+            self._emit(Transcribed(transcript.text, transcript.asr_ms, now))
+            speaker, speaker_t = await who if who is not None else (None, None)
+        finally:
+            if who is not None and not who.done():
+                who.cancel()
+        brain = self.brain if self.speakers is None else self.speakers.brain_for(speaker)
         unfinished = looks_unfinished(transcript.text)
         votes = self._vote_text(utt.speech_end, transcript.text, unfinished)
-        plan = await self.brain.plan(transcript.text)
+        plan = await brain.plan(transcript.text)
         turn = _Turn(plan=plan, utt=utt, asr_ms=transcript.asr_ms, asr_done=now, pending=pending,
-                     asr_start=asr_start, unfinished=unfinished, votes=votes,
-                     clauses=asyncio.Queue(maxsize=self.config.clause_queue))
+                     asr_start=asr_start, unfinished=unfinished, votes=votes, brain=brain, speaker=speaker,
+                     speaker_t=speaker_t, clauses=asyncio.Queue(maxsize=self.config.clause_queue))
         try:
             await _together(self._think(turn), self._speak(turn))
         except asyncio.CancelledError:
@@ -446,6 +458,25 @@ class VoiceLoop:
                 await self._record(turn, interrupted=True)
             raise
         await self._record(turn, interrupted=False)
+
+    def _identify(self, utt: Utterance) -> asyncio.Task:
+        """Whose voice the utterance is, on the encoder's thread while the ASR runs (None: nobody enrolled);
+        a failure makes the turn a guest's (logged), it never fails the turn."""
+
+        async def run() -> tuple[SpeakerGuess | None, float | None]:
+            try:
+                guess = await self.speakers.identify(utt.audio)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001
+                log.warning("[SPEAKER_ID_FAILED] could not tell who is talking; the turn is a guest's (nothing "
+                            "of any child recalled): %r", err)
+                guess = SpeakerGuess(None, None, "failed")
+            if guess is not None:
+                self._emit(SpeakerIdentified(utt.speech_end, guess, self._now()))
+            return guess, self._now()
+
+        return asyncio.get_running_loop().create_task(run(), name="speaker-id")
 
     async def _think(self, turn: _Turn) -> None:
         """The plan's reply, as checked clauses (brain/guard.py), into the bounded clause queue."""
@@ -502,7 +533,7 @@ class VoiceLoop:
                                 on_start=self._on_clause_start(turn, chunk))
             queued.append(chunk.text)
         if queued:  # all synthesised and queued: while it plays, the cores are free for the next prompt
-            self._warm_next(SpokenReply(turn.plan, " ".join(queued), blocked=turn.blocked))
+            self._warm_next(SpokenReply(turn.plan, " ".join(queued), blocked=turn.blocked), turn.brain)
         await self.player.drain()
 
     def _on_clause_start(self, turn: _Turn, chunk: ReplyChunk) -> Callable[[float], None]:
@@ -524,16 +555,19 @@ class VoiceLoop:
         self._last_said = reply
         self._last_spoke_end = self._now()
         # Shielded: a second cancellation (the child barges in again) must not lose an acknowledged write.
-        await asyncio.shield(self.brain.remember(spoken))
+        await asyncio.shield(turn.brain.remember(spoken))
+        if self.speakers is not None:
+            self.speakers.settle(turn.speaker)
+            self.brain = self.speakers.current
         end = turn.utt.speech_end
         ttfa = None if turn.first_audio_t is None else round((turn.first_audio_t - end) * 1000, 1)
         record = TurnRecord(
-            index=self._turn_index, child=self.brain.child, heard=turn.plan.heard, reply=reply,
+            index=self._turn_index, child=turn.brain.child, heard=turn.plan.heard, reply=reply,
             interrupted=interrupted, safety=spoken.verdict.to_json(), tokens=turn.tokens(),
             timings=TurnTimings(speech_end=round(turn.utt.speech_end, 3), asr_ms=turn.asr_ms,
                                 llm_first_token_ms=turn.first_token_ms, tts_first_chunk_ms=turn.tts_first_ms,
                                 ttfa_ms=ttfa, trace=turn.trace()),
-            turn_end=turn.turn_end())
+            turn_end=turn.turn_end(), speaker=None if turn.speaker is None else turn.speaker.to_json())
         self.records.append(record)
         self._emit(TurnCompleted(record, self._now()))
         # Again, now that it is remembered: a no-op prefill when the reply went as expected, but a reply
@@ -541,11 +575,12 @@ class VoiceLoop:
         # changes the prefix warmed while it played.
         self._warm_next()
 
-    def _warm_next(self, expected: SpokenReply | None = None) -> None:
+    def _warm_next(self, expected: SpokenReply | None = None, brain: Brain | None = None) -> None:
         """Prefill the next prompt's fixed part on the model's worker (off the loop): while the reply
-        plays (``expected``: what it will have said), and again once it is remembered (a no-op when
-        it went as expected)."""
-        task = asyncio.get_running_loop().create_task(self.brain.warm_next(expected), name="warm-next")
+        plays (``expected``: what it will have said, by ``brain``: the turn's speaker's conversation),
+        and again once it is remembered (a no-op when it went as expected)."""
+        brain = brain or self.brain
+        task = asyncio.get_running_loop().create_task(brain.warm_next(expected), name="warm-next")
 
         def done(t: asyncio.Task) -> None:
             self._warming.discard(t)
@@ -614,6 +649,11 @@ class _Turn:
     asr_start: float
     #: Checked clauses waiting for synthesis (bounded: the model waits when it is full).
     clauses: asyncio.Queue[ReplyChunk | None]
+    #: The conversation of the turn's speaker (remembers the turn).
+    brain: Brain
+    #: Who was talking, and when the encoder answered (None: voices not recognised, or it failed).
+    speaker: SpeakerGuess | None = None
+    speaker_t: float | None = None
     #: The transcript stops mid-phrase: the reply waits for a longer silence.
     unfinished: bool = False
     #: The votes on the pause this turn answers (None: no end-of-turn model, or no pause heard).
@@ -664,4 +704,5 @@ class _Turn:
             "tts_start": ms(self.tts_first[0] if self.tts_first else None),
             "tts_end": ms(self.tts_first[1] if self.tts_first else None),
             "end_confirmed": ms(self.pending.confirmed_t), "first_audio": ms(self.first_audio_t),
+            "speaker_end": ms(self.speaker_t),
         }

@@ -20,6 +20,10 @@ from companion.safety.classifier import SafetyClassifier
 from companion.models.cache import ModelCache
 from companion.paths import models_cache_dir
 from companion.tts.piper_voice import PiperTTS
+from companion.errors import ModelError
+from companion.speaker.encoder import FusedEncoder, SpeakerEncoder, open_speaker_encoder
+from companion.speaker.enrol import consented_voiceprints
+from companion.speaker.household import Household
 from companion.turn.model import SmartTurn, load_turn_model
 from companion.vad.endpoint import Endpointer
 from companion.vad.silero import SileroVAD
@@ -41,13 +45,16 @@ class VoiceModels:
     classifier: SafetyClassifier | None = None
     #: The end-of-turn model (None: off in the config, or not prepared: turns end by the silence rule).
     turn: SmartTurn | None = None
+    #: The speaker encoder (None: off in the config, or not prepared: every turn is the default child's).
+    speaker: SpeakerEncoder | FusedEncoder | None = None
 
     def close(self) -> None:
         self.generator.close()
         self.asr.close()
         self.tts.close()
-        if self.turn is not None:
-            self.turn.close()
+        for model in (self.turn, self.speaker):
+            if model is not None:
+                model.close()
 
 
 def load_voice_models(config: CompanionConfig, cache: ModelCache | None = None) -> VoiceModels:
@@ -67,9 +74,30 @@ def load_voice_models(config: CompanionConfig, cache: ModelCache | None = None) 
     if understanding.safety is not None:
         understanding.safety.classify_input("warm up")
     turn = _turn_model(config, cache)
+    speaker = _speaker_model(config, cache)
     load_s = time.perf_counter() - started
     log.info("voice models loaded and warm in %.1f s", load_s)
-    return VoiceModels(generator, asr, tts, vad_path, load_s, knowledge, understanding.safety, turn)
+    return VoiceModels(generator, asr, tts, vad_path, load_s, knowledge, understanding.safety, turn, speaker)
+
+
+def _speaker_model(config: CompanionConfig, cache: ModelCache) -> SpeakerEncoder | FusedEncoder | None:
+    """The speaker encoder, or None (off, or not prepared: a warning, since enrolled children would then
+    all be taken for the default child)."""
+    if not config.speakers.enabled:
+        return None
+    missing = [name for name in config.speakers.models if cache.record(name) is None]
+    if missing:
+        log.warning("[SPEAKER_MODEL_MISSING] the speaker encoder %s is not prepared: children are not told apart "
+                    "by voice (run `companion models prepare %s`)", missing[0], " ".join(missing))
+        return None
+    try:
+        encoder = open_speaker_encoder(cache, config.speakers.models, threads=config.speakers.threads,
+                                       nice=config.speakers.nice)
+        encoder.warm()
+    except ModelError as err:
+        log.warning("[SPEAKER_MODEL_MISSING] %s: children are not told apart by voice", err.message)
+        return None
+    return encoder
 
 
 def _turn_model(config: CompanionConfig, cache: ModelCache) -> SmartTurn | None:
@@ -91,10 +119,32 @@ def new_loop(models: VoiceModels, config: CompanionConfig, child: str, player: P
 
     Returns the loop and the child's session; the caller closes the session when the loop ends."""
     endpointer = Endpointer(SileroVAD(models.vad_path), config.vad)
-    brain = Conversation(models.generator, config, child, memory, models.knowledge, models.classifier)
+    household = None
+    if models.speaker is not None and memory is not None:
+        household = _household(models, config, child, memory)
+        brain = household.current
+    else:
+        brain = Conversation(models.generator, config, child, memory, models.knowledge, models.classifier)
     loop = VoiceLoop(endpointer=endpointer, asr=models.asr, brain=brain, model=models.generator,
                      sampling=config.llm.sampling(), tts=models.tts, player=player, config=config.voice,
-                     on_event=on_event, turn_model=models.turn, turn_config=config.turn)
-    return loop, brain
+                     on_event=on_event, turn_model=models.turn, turn_config=config.turn, speakers=household)
+    return loop, household or brain
+
+
+def _household(models: VoiceModels, config: CompanionConfig, child: str,
+               memory: MemoryStore | MemoryWorker) -> Household:
+    """One conversation per child recognised by voice, all on one memory worker."""
+    own = isinstance(memory, MemoryStore)
+    worker = MemoryWorker(memory) if own else memory
+    model = models.speaker.name
+
+    def open_brain(name: str, guest: bool) -> Conversation:
+        return Conversation(models.generator, config, name, worker, models.knowledge, models.classifier, guest=guest)
+
+    async def read_prints():
+        return await worker.call(consented_voiceprints, model)
+
+    return Household(models.speaker, read_prints, config.speakers, open_brain, open_brain(child, False),
+                     on_close=worker.close if own else None)
 
 

@@ -15,9 +15,10 @@ from companion.brain.conversation import SpokenReply
 from companion.brain.guard import LanguageModel
 from companion.brain.plan import TurnPlan
 from companion.tts.piper_voice import Speech
+from companion.speaker.identify import SpeakerGuess
 from companion.turn.model import TurnGuess
 
-__all__ = ["Brain", "LanguageModel", "Synthesizer", "Transcriber", "TurnModel"]
+__all__ = ["Brain", "LanguageModel", "Speakers", "Synthesizer", "Transcriber", "TurnModel"]
 
 
 class Transcriber(Protocol):
@@ -44,6 +45,18 @@ class Synthesizer(Protocol):
     """Text to speech (runs off the loop)."""
 
     async def synthesize(self, text: str) -> Speech: ...
+
+
+class Speakers(Protocol):
+    """Who is talking (speaker/household.py): the conversation of each turn's speaker."""
+
+    current: Brain
+
+    async def identify(self, audio: np.ndarray) -> SpeakerGuess | None: ...
+
+    def brain_for(self, guess: SpeakerGuess | None) -> Brain: ...
+
+    def settle(self, guess: SpeakerGuess | None) -> None: ...
 
 
 class TurnModel(Protocol):

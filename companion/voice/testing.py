@@ -219,6 +219,9 @@ class ScriptedBrain:
         self.heard_so_far.append(heard)
         return 0
 
+    async def close(self) -> None:
+        self.closed = True
+
 
 class ToneTurnModel:
     """The end-of-turn stage: the probability scripted for the last "word"'s pitch (default 0.9);
@@ -300,13 +303,44 @@ def normalise(event: LoopEvent, t0: float) -> dict:
     return out
 
 
+class ToneEncoder:
+    """The speaker encoder's stand-in: a tone's "voice" is its pitch. The vector is a bump over pitch bins,
+    so two tones 100 Hz apart have a cosine of ~0.1 and the same tone 1.0 (``fail``: it raises)."""
+
+    BINS = np.arange(100.0, 1500.0, 20.0)
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls = 0
+
+    def vector(self, freq: float) -> np.ndarray:
+        v = np.exp(-0.5 * ((self.BINS - freq) / 30.0) ** 2)
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+    async def embed_async(self, audio: np.ndarray):
+        from companion.speaker.encoder import Embedding
+
+        self.calls += 1
+        await asyncio.sleep(0.03)
+        if self.fail:
+            raise RuntimeError("scripted speaker encoder failure")
+        loud = audio[np.abs(audio) > 0.01]
+        if len(loud) == 0:
+            raise ValueError("the audio is silent")
+        spectrum = np.abs(np.fft.rfft(loud))
+        freq = float(np.fft.rfftfreq(len(loud), 1 / 16_000)[int(np.argmax(spectrum))])
+        return Embedding(self.vector(freq), round(len(loud) / 16_000, 2), 30.0)
+
+
 def run_test(segments: list[Segment], *, lines: dict[float, str], replies: dict[str, str | None] | None = None,
              echo_gain: float = 0.0, config: LoopConfig = LoopConfig(),
              endpoint: EndpointConfig = EndpointConfig(), turn_model: ToneTurnModel | None = None,
-             turn: TurnConfig = TurnConfig()) -> TestRun:
+             turn: TurnConfig = TurnConfig(), speakers=None) -> TestRun:
     """Run the loop over ``segments`` (tones) on the virtual clock with the fake stages (``turn_model``
-    None: turns end by the silence rule)."""
+    None: turns end by the silence rule; ``speakers``: a Household of ScriptedBrains)."""
     brain, model, tts = ScriptedBrain(), ScriptedModel(replies or {}), ToneVoice()
+    if speakers is not None:
+        brain = speakers.current
     events: list[LoopEvent] = []
 
     async def scenario() -> float:
@@ -314,7 +348,7 @@ def run_test(segments: list[Segment], *, lines: dict[float, str], replies: dict[
         player = SimulatedSpeaker(tts.rate)
         loop = VoiceLoop(endpointer=Endpointer(EnergyVAD(), endpoint), asr=ToneTranscriber(lines), brain=brain,
                          model=model, sampling=SamplingParams(), tts=tts, player=player, config=config,
-                         on_event=events.append, turn_model=turn_model, turn_config=turn)
+                         on_event=events.append, turn_model=turn_model, turn_config=turn, speakers=speakers)
         mic = SimulatedMicrophone(segments, idle=loop.is_idle, player=player, echo_gain=echo_gain)
         try:
             await loop.run(mic.frames())
@@ -328,5 +362,6 @@ def run_test(segments: list[Segment], *, lines: dict[float, str], replies: dict[
     return run
 
 
-__all__ = ["EnergyVAD", "ScriptedBrain", "ScriptedModel", "TestRun", "ToneTranscriber", "ToneTurnModel", "ToneVoice",
+__all__ = ["EnergyVAD", "ScriptedBrain", "ScriptedModel", "TestRun", "ToneEncoder", "ToneTranscriber", "ToneTurnModel",
+           "ToneVoice",
            "VirtualClockLoop", "run_test", "run_virtual", "tone"]

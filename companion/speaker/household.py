@@ -1,0 +1,104 @@
+"""Who is talking, turn by turn: one conversation per enrolled child, one for guests.
+
+The loop asks ``identify`` with the utterance's audio at the moment it starts the ASR (the encoder
+runs on its own thread meanwhile) and takes ``brain_for`` the answer: that child's memory, facts,
+persona address and daily limit. A voice no voiceprint is close to is a guest's: answered kindly,
+with nothing about any child recalled and nothing stored as a child's fact.
+
+The voiceprints are read from the memory database every turn (a few rows): a child enrolled on the
+dashboard is known from the next turn, and consent withdrawn (which erases them) stops recognition
+at once. With no voiceprint, or no consent, nothing is embedded and every turn is the default
+child's, as without this stage. The session's last confident speaker changes only once a turn is
+spoken and remembered (``settle``): a speculative turn that is dropped changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+import numpy as np
+
+from companion.speaker.config import SpeakerConfig
+from companion.speaker.encoder import Embedding
+from companion.speaker.identify import BY_VOICE, GUEST, SpeakerGuess, identify
+
+log = logging.getLogger(__name__)
+
+#: How a turn's speaker was decided when the encoder failed: a guest's turn (nothing recalled).
+FAILED = "failed"
+
+
+class Encoder(Protocol):
+    async def embed_async(self, audio: np.ndarray) -> Embedding: ...
+
+
+class Household:
+    def __init__(self, encoder: Encoder, read_prints: Callable[[], Awaitable[Mapping[str, np.ndarray]]],
+                 config: SpeakerConfig, open_brain: Callable[[str, bool], object], first,
+                 on_close: Callable[[], None] | None = None) -> None:
+        """``read_prints()``: the enrolled children's voiceprints ({} without the parents' consent);
+        ``open_brain(name, guest)`` makes a child's (or the guests') conversation; ``first`` is
+        ``[children] default``'s, used while no voice is recognised."""
+        self.encoder = encoder
+        self.config = config
+        self._read_prints = read_prints
+        self._open = open_brain
+        self._first = first
+        self._brains = {first.child: first}
+        self._on_close = on_close
+        #: The conversation of the last turn spoken (the next prompt is prepared for it).
+        self.current = first
+        #: The session's last speaker identified by voice (None: a guest, or nobody yet).
+        self._last: str | None = None
+
+    @property
+    def brains(self) -> list:
+        return list(self._brains.values())
+
+    async def identify(self, audio: np.ndarray) -> SpeakerGuess | None:
+        """Whose voice ``audio`` is; None: nobody is enrolled (or no consent), the default child's turn."""
+        prints = await self._read_prints()
+        if not prints:
+            return None
+        try:
+            emb = await self.encoder.embed_async(audio)
+        except ValueError:  # silent: as little to go on as a "yes"
+            return self._kept(0.0)
+        c = self.config
+        return identify(emb.vector, prints, threshold=c.threshold, speech_s=emb.speech_s, min_speech_s=c.min_speech_s,
+                        last=self._last, keep_threshold=c.keep_threshold, keep_margin=c.keep_margin)
+
+    def _kept(self, speech_s: float) -> SpeakerGuess:
+        if self._last is not None:
+            return SpeakerGuess(self._last, None, "kept", speech_s, None)
+        return SpeakerGuess(None, None, GUEST, speech_s, None)
+
+    def brain_for(self, guess: SpeakerGuess | None):
+        if guess is None:
+            return self._first
+        name = guess.child or self.config.guest
+        brain = self._brains.get(name)
+        if brain is None:
+            brain = self._brains[name] = self._open(name, guess.child is None)
+        return brain
+
+    def settle(self, guess: SpeakerGuess | None) -> None:
+        """The turn of ``guess`` was spoken and remembered: it is the session's latest."""
+        if guess is not None and (guess.by == BY_VOICE or (guess.by == GUEST
+                                                           and guess.speech_s >= self.config.min_speech_s)):
+            self._last = guess.child  # a short unknown "hi" does not make the next "yes" a guest's
+        self.current = self.brain_for(guess)
+
+    async def close(self) -> None:
+        """End every conversation of the session (each writes its summary), then the shared worker."""
+        try:
+            for brain in self._brains.values():
+                try:
+                    await brain.close()
+                except Exception:  # noqa: BLE001 - every child's session is closed even if one fails
+                    log.exception("[MEMORY_ERROR] could not close %s's session", brain.child)
+        finally:
+            if self._on_close is not None:
+                self._on_close()
