@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import wave
 from collections.abc import Iterator
+from typing import BinaryIO
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,6 @@ def read_chunks(path: Path, *, rate: int = PIPELINE_RATE, chunk_samples: int = 1
     """Yield float32 mono chunks at ``rate``; coded errors for missing, empty, unsupported, corrupt files.
 
     ``channel`` (0 left, 1 right) takes one channel of a stereo file instead of the mix."""
-    import av
-
     if not path.is_file():
         raise AudioInputError(f"audio file {path} does not exist", code="AUDIO_FILE_NOT_FOUND")
     if path.stat().st_size == 0:
@@ -37,16 +36,24 @@ def read_chunks(path: Path, *, rate: int = PIPELINE_RATE, chunk_samples: int = 1
     if path.suffix.lower() not in SUPPORTED:
         raise AudioInputError(f"{path.name}: unsupported audio type '{path.suffix}'; use one of {', '.join(SUPPORTED)}",
                               code="AUDIO_FORMAT_UNSUPPORTED")
+    yield from _chunks(str(path), path.name, path.stat().st_size, rate=rate, chunk_samples=chunk_samples,
+                       channel=channel)
+
+
+def _chunks(source, name: str, size: int, *, rate: int, chunk_samples: int, channel: int | None) -> Iterator[np.ndarray]:
+    """Decode ``source`` (a path, or a binary file object held in memory) as ``read_chunks`` does."""
+    import av
+
     try:
-        container = av.open(str(path))
+        container = av.open(source)
     except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as err:
-        raise AudioInputError(f"{path.name} is not a readable audio file: {err}", code="AUDIO_FILE_CORRUPT") from err
+        raise AudioInputError(f"{name} is not a readable audio file: {err}", code="AUDIO_FILE_CORRUPT") from err
     pending: list[np.ndarray] = []
     pending_n = 0
     produced = 0
     try:
         if not container.streams.audio:
-            raise AudioInputError(f"{path.name} holds no audio stream", code="AUDIO_FILE_CORRUPT")
+            raise AudioInputError(f"{name} holds no audio stream", code="AUDIO_FILE_CORRUPT")
         resampler = av.AudioResampler(format="fltp", layout="mono" if channel is None else "stereo", rate=rate)
         pick = channel or 0
         stream = container.streams.audio[0]
@@ -65,7 +72,7 @@ def read_chunks(path: Path, *, rate: int = PIPELINE_RATE, chunk_samples: int = 1
             for out in resampler.resample(None):
                 pending.append(out.to_ndarray()[pick].astype(np.float32, copy=False))
         except (av.error.InvalidDataError, av.error.FFmpegError) as err:
-            raise AudioInputError(f"{path.name} is corrupt: {err}", code="AUDIO_FILE_CORRUPT") from err
+            raise AudioInputError(f"{name} is corrupt: {err}", code="AUDIO_FILE_CORRUPT") from err
         if pending:
             tail = np.concatenate(pending)
             if tail.size:
@@ -73,9 +80,9 @@ def read_chunks(path: Path, *, rate: int = PIPELINE_RATE, chunk_samples: int = 1
                 yield tail
         if produced == 0:
             # A header with no samples is an empty recording; kilobytes that decode to nothing are damage.
-            if path.stat().st_size <= 1024:
-                raise AudioInputError(f"{path.name} holds no audio samples", code="AUDIO_FILE_EMPTY")
-            raise AudioInputError(f"{path.name} holds no decodable audio", code="AUDIO_FILE_CORRUPT")
+            if size <= 1024:
+                raise AudioInputError(f"{name} holds no audio samples", code="AUDIO_FILE_EMPTY")
+            raise AudioInputError(f"{name} holds no decodable audio", code="AUDIO_FILE_CORRUPT")
     finally:
         container.close()
 
@@ -94,6 +101,21 @@ def read_all(path: Path, *, rate: int = PIPELINE_RATE, max_seconds: float = 600.
         total += chunk.size
         if total > max_seconds * rate:
             raise AudioInputError(f"{path.name} is longer than {max_seconds:.0f} s", code="AUDIO_TOO_LONG")
+    return np.concatenate(chunks)
+
+
+def read_all_from(data: BinaryIO, *, name: str, rate: int = PIPELINE_RATE, max_seconds: float = 600.0) -> np.ndarray:
+    """A whole (bounded) recording held in memory (an upload): decoded without touching the disk."""
+    size = data.seek(0, 2)
+    data.seek(0)
+    if size == 0:
+        raise AudioInputError(f"{name} is empty (0 bytes)", code="AUDIO_FILE_EMPTY")
+    chunks, total = [], 0
+    for chunk in _chunks(data, name, size, rate=rate, chunk_samples=16_000, channel=None):
+        chunks.append(chunk)
+        total += chunk.size
+        if total > max_seconds * rate:
+            raise AudioInputError(f"{name} is longer than {max_seconds:.0f} s", code="AUDIO_TOO_LONG")
     return np.concatenate(chunks)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
+from starlette.formparsers import MultiPartParser
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -28,6 +29,10 @@ from companion.parent import settings as ps
 from companion.persona import available_personas
 
 COOKIE = "companion_session"
+#: After a year the dashboard asks for the child's voice again: children's voices change as they grow.
+REENROL_AFTER_S = 365 * 86400
+#: Largest enrolment upload (a few phone recordings of ~20 s in all are far smaller).
+MAX_UPLOAD = 32 * 1024 * 1024
 LOGIN_COOKIE = "companion_login_csrf"
 ALERT_KINDS = ("disclosure", "self_harm", "stranger_contact")
 
@@ -56,9 +61,10 @@ def create_app(memory: MemoryStore | MemoryWorker, config: CompanionConfig, *,
         response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="strict", secure=secure_cookies,
                             path="/")
 
-    def protected(handler):
+    def protected(handler, form: bool = True):
         """No session: pages redirect to the login page, API routes and form posts answer 401.
-        Posts without the session's CSRF token answer 403."""
+        Posts without the session's CSRF token answer 403 (``form`` False: an upload, whose body the
+        handler reads itself; its token comes in the query string)."""
         async def wrapped(request: Request) -> Response:
             session = sessions.get(request.cookies.get(COOKIE))
             if session is None:
@@ -67,10 +73,10 @@ def create_app(memory: MemoryStore | MemoryWorker, config: CompanionConfig, *,
                 return JSONResponse({"error": "PARENT_AUTH_REQUIRED"}, status_code=401)
             request.state.session = session
             if request.method == "POST":
-                form = await request.form()
-                if not auth.same(form.get("csrf"), session.csrf):
+                fields = await request.form() if form else request.query_params
+                if not auth.same(fields.get("csrf"), session.csrf):
                     return JSONResponse({"error": "PARENT_CSRF_INVALID"}, status_code=403)
-                request.state.form = form
+                request.state.form = fields
             if inspect.iscoroutinefunction(handler):
                 return await handler(request)
             return await db.call(lambda _store: handler(request))
@@ -151,11 +157,55 @@ def create_app(memory: MemoryStore | MemoryWorker, config: CompanionConfig, *,
             store.delete_turn(child, int(request.path_params["turn_id"]))
         return RedirectResponse(f"/children/{child}/transcripts", status_code=303)
 
-    def memory(request: Request) -> Response:
+    def memory(request: Request, status: int = 200, **voice_result) -> Response:
         child = known_child(request)
         if child is None:
             return page("message.html", request, status=404, message="No memory of a child by that name.")
-        return page("memory.html", request, child=child, facts=store.fact_rows(child))
+        voice = next((v for v in store.voiceprint_info() if v["child"] == child), None)
+        stale = voice is not None and dt.datetime.now().timestamp() - voice["enrolled_at"] > REENROL_AFTER_S
+        return page("memory.html", request, status=status, child=child, facts=store.fact_rows(child), voice=voice,
+                    voice_consent=ps.load(store).voice_id, voice_stale=stale, **voice_result)
+
+    def forget_voice(request: Request) -> Response:
+        child = known_child(request)
+        if child is not None:
+            store.delete_voiceprint(child)
+        return RedirectResponse(f"/children/{child}/memory", status_code=303)
+
+    async def enrol_voice(request: Request) -> Response:
+        """Recordings of the child (a phone records them in the form) -> the voiceprint. The audio is parsed
+        in memory, never spooled to a temporary file, and dropped once the vector is made."""
+        child = request.path_params["child"]
+        try:
+            recordings = await _read_recordings(request)
+        except ConfigError as err:
+            return await db.call(lambda _s: memory(request, status=400, voice_message=err.message, voice_error=True))
+
+        def make(_store) -> Response:
+            from companion.speaker.enrol import SpeakerError, enrol
+
+            if known_child(request) is None:
+                return page("message.html", request, status=404, message="No child by that name.")
+            try:
+                result = enrol(store, speaker_encoder(), child, recordings)
+            except SpeakerError as err:
+                return memory(request, status=400, voice_message=err.message, voice_error=True)
+            note = f" Note: {result.note}." if result.note else ""
+            return memory(request, voice_message=f"Enrolled {child}'s voice from {result.speech_s} s of speech.{note}")
+
+        return await db.call(make)
+
+    encoder_box: list = []
+
+    def speaker_encoder():
+        """The speaker encoder, loaded on the first enrolment (5-12 MB)."""
+        if not encoder_box:
+            from companion.models.cache import ModelCache
+            from companion.paths import models_cache_dir
+            from companion.speaker.encoder import open_speaker_encoder
+
+            encoder_box.append(open_speaker_encoder(ModelCache(models_cache_dir()), config.speakers.models))
+        return encoder_box[0]
 
     def fact(request: Request) -> Response:
         child = known_child(request)
@@ -198,7 +248,7 @@ def create_app(memory: MemoryStore | MemoryWorker, config: CompanionConfig, *,
                 deny_topics=tuple(t.strip() for t in str(form.get("deny_topics", "")).split(",") if t.strip()),
                 retention_days=ps.parse_retention(str(form.get("retention_days", ""))),
                 volume=int(form.get("volume") or 100),
-                persona=str(form.get("persona", "")).strip())
+                persona=str(form.get("persona", "")).strip(), voice_id=form.get("voice_id") == "on")
             if new.persona and new.persona not in available_personas():
                 raise ConfigError(f"no persona {new.persona!r}", code="PARENT_SETTING_INVALID")
         except (ValueError, ConfigError) as err:
@@ -220,8 +270,49 @@ def create_app(memory: MemoryStore | MemoryWorker, config: CompanionConfig, *,
         Route("/children/{child}/memory", protected(memory), methods=["GET"]),
         Route("/children/{child}/facts/{fact_id:int}", protected(fact), methods=["POST"]),
         Route("/children/{child}/erase", protected(erase), methods=["POST"]),
+        Route("/children/{child}/voice/forget", protected(forget_voice), methods=["POST"]),
+        Route("/children/{child}/voice/enrol", protected(enrol_voice, form=False), methods=["POST"]),
         Route("/settings", protected(settings_page), methods=["GET"]),
         Route("/settings", protected(save_settings), methods=["POST"]),
     ]
     return Starlette(routes=routes)
 
+
+
+class _InMemoryParser(MultiPartParser):
+    """Uploaded recordings stay in memory: Starlette spools files over 1 MB to a temporary file, and a
+    child's voice is not written to disk."""
+
+    spool_max_size = MAX_UPLOAD + 1
+
+
+async def _read_recordings(request: Request) -> list:
+    """The uploaded audio files, decoded to 16 kHz mono in memory (coded ConfigError for a bad upload)."""
+    import io
+
+    from companion.audio.files import read_all_from
+    from companion.errors import CompanionError
+
+    if int(request.headers.get("content-length") or MAX_UPLOAD + 1) > MAX_UPLOAD:
+        raise ConfigError(f"the recordings are larger than {MAX_UPLOAD // 2**20} MB", code="PARENT_UPLOAD_TOO_LARGE")
+    try:
+        form = await _InMemoryParser(request.headers, request.stream(), max_files=16, max_fields=4).parse()
+    except Exception as err:  # noqa: BLE001 - a malformed upload is the parent's, not a crash
+        raise ConfigError(f"the upload could not be read: {err}", code="PARENT_UPLOAD_INVALID") from err
+    recordings = []
+    try:
+        for item in form.getlist("audio"):
+            if not hasattr(item, "read"):
+                continue
+            data = await item.read()
+            if data:
+                try:
+                    recordings.append(read_all_from(io.BytesIO(data), name=item.filename or "upload",
+                                                    max_seconds=120.0))
+                except CompanionError as err:
+                    raise ConfigError(f"{item.filename}: {err.message}", code=err.code) from err
+    finally:
+        await form.close()
+    if not recordings:
+        raise ConfigError("choose one or more recordings of the child speaking", code="PARENT_UPLOAD_EMPTY")
+    return recordings
