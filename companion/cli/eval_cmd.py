@@ -68,6 +68,15 @@ def add_parser(sub) -> None:
     q.add_argument("--limit", type=_positive, default=None, help="only the first N lines of the file")
     q.add_argument("--model", default=None, help="LLM manifest name instead of [llm] model (compare candidates)")
     q.set_defaults(func=cmd_eval_quality)
+    sp = esub.add_parser("speakers", help="who is talking: enrol 4 of the test set's voices, identify everyone's "
+                                          "other sentences (synthetic and real adult voices; no language model)")
+    sp.add_argument("--model", action="append", default=None,
+                    help="speaker encoder manifest instead of [speakers] models (repeat to fuse several)")
+    sp.add_argument("--threshold", type=float, default=None, help="instead of [speakers] threshold")
+    sp.add_argument("--draws", type=_positive, default=20, help="random choices of the 4 enrolled voices")
+    sp.add_argument("--dev", action="store_true", help="score the sentences the threshold is chosen on")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_eval_speakers)
 
 
 def _reproducible(config: CompanionConfig, seed: int | None = None) -> CompanionConfig:
@@ -196,3 +205,41 @@ def cmd_eval_quality(args: argparse.Namespace) -> int:
               "knowledge": config.knowledge.enabled, **summary(results)}
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_table(report))
     return 0  # it reports; it does not gate
+
+
+def cmd_eval_speakers(args: argparse.Namespace) -> int:
+    from companion.bench.voices import espeak_available
+    from companion.eval.speakers import evaluate
+    from companion.models.cache import ModelCache
+    from companion.paths import models_cache_dir, recordings_dir
+    from companion.speaker.encoder import open_speaker_encoder
+    from companion.tts.piper_voice import PiperTTS
+
+    if not espeak_available():
+        raise CompanionError("the speaker test set's voices need espeak-ng from the espeakng-loader package "
+                             "(pip install -e '.[test]')", code="EVAL_DEPS_MISSING")
+    from companion.config import load_config
+
+    config = load_config(args.config)
+    cache = ModelCache(models_cache_dir())
+    encoder = open_speaker_encoder(cache, tuple(args.model or config.speakers.models), threads=2)
+    from companion.brain.conversation import persona_of
+
+    piper = PiperTTS(cache.get(persona_of(config).voice).path)
+    try:
+        speakers = config.speakers if args.threshold is None else replace(config.speakers, threshold=args.threshold)
+        report = evaluate(encoder, piper, recordings_dir(), speakers, draws=args.draws, dev=args.dev)
+    finally:
+        encoder.close()
+        piper.close()
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    print(f"{report['model']} at threshold {report['threshold']}: {report['identities']} voices, "
+          f"{report['draws']} draws of {report['enrolled_per_draw']} enrolled")
+    print(f"  right child {report['accuracy']:.1%} of {report['identified']}; unenrolled accepted "
+          f"{report['false_accept']:.1%} of {report['unenrolled_trials']} (real voices {report['false_accept_real']:.1%} "
+          f"of {report['real_trials']}); EER {report['eer']:.1%} at {report['eer_threshold']}")
+    print(f"  short turns: kept with the same child {report['short_kept_right']:.1%}, taken for another child "
+          f"{report['short_taken_for_another_child']:.1%}; {report['embed_ms_p50']} ms an utterance")
+    return 0
