@@ -143,3 +143,22 @@ def test_a_reply_that_repeats_an_earlier_one_leaves_the_history_with_it(generato
     said = [m.content for m in _messages(conversation, "hello") if m.role == "assistant"]
     assert said == ["Cats purr when they are happy."]  # neither copy is left to be copied again
     assert conversation.memory.store.count_turns("kid") == 3  # the transcript keeps everything
+
+
+def test_siblings_taking_turns_each_find_their_own_prefix_cached(generator, tmp_path):
+    """Each conversation's warmed prefix is pinned in the prefix cache: after the other child's turn (and
+    its several recently-used entries), the first child's next prompt still starts from its own cache."""
+    config = replace(CompanionConfig(), memory=MemoryConfig(prompt_tokens=4096))
+    store = MemoryStore(tmp_path)
+    ana, ben = (Conversation(generator, config, name, store) for name in ("ana", "ben"))
+    for i in range(4):
+        _remember(ana, f"tell me about dinosaur number {i}", f"Dinosaur {i} liked leaves.")
+        _remember(ben, f"tell me about planet number {i}", f"Planet {i} is far away.")
+    generator.prefix_cache.clear()
+    ana_prefix = asyncio.run(ana.warm_next())
+    asyncio.run(ben.warm_next())
+    for i in range(6):  # the sibling's turns fill the recently used entries several times over
+        generator.prefix_cache.put(_prompt(ben, f"and planet {i}?"), generator.model.empty_cache())
+    cached, _ = generator.prefix_cache.longest_prefix(_prompt(ana, "and what about dinosaur number 3?"))
+    assert ana_prefix > 100 and cached >= ana_prefix
+    store.close()

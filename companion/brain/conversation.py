@@ -310,7 +310,7 @@ class Conversation:
                                               self.model.tokenizer, self.config.llm.history_turns)
             ctx = replace(ctx, history=history)
         prefix = await asyncio.to_thread(prefix_messages, ctx, brief)
-        return await self.model.prefill(prefix)
+        return await self.model.prefill(prefix, pin=self.child)  # kept while a sibling talks
 
     async def prefill_heard_so_far(self, heard: str) -> int:
         """Prefill the prompt that the child's words so far begin, while the child is still talking.
