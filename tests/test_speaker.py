@@ -16,7 +16,7 @@ from companion.speaker.config import SpeakerConfig
 from companion.speaker.encoder import DVECTOR, GE2E
 from companion.speaker.enrol import SPEAKER_CONSENT_MISSING, consented_voiceprints, enrol
 from companion.speaker.features import mel_frames, windows
-from companion.speaker.household import Household
+from companion.speaker.household import Household, VoiceState
 from companion.speaker.identify import BY_KEPT, BY_VOICE, GUEST, identify, voiceprint
 from companion.voice.events import TurnCompleted
 from companion.voice.simulate import Segment
@@ -179,7 +179,7 @@ def _household(encoder: ToneEncoder, prints: dict, min_speech_s: float = 1.0):
         return brains[name]
 
     async def read_prints():
-        return prints
+        return VoiceState(prints)
 
     first = open_brain("child", False)
     config = SpeakerConfig(threshold=0.8, min_speech_s=min_speech_s, keep_threshold=0.5)
@@ -240,3 +240,67 @@ def test_a_failing_encoder_makes_the_turn_a_guests_not_a_failure(caplog):
     turns = _turns(run)
     assert turns[0]["child"] == "guest" and turns[0]["speaker"]["by"] == "failed" and turns[0]["reply"]
     assert "SPEAKER_ID_FAILED" in caplog.text and "ana" not in brains  # no child's conversation was opened
+
+
+# -- enrolment by talking ----------------------------------------------------------------------
+
+def test_the_robot_learns_a_voice_by_talking_and_then_knows_it():
+    from companion.speaker import listening
+
+    encoder = ToneEncoder()
+    state = {"prints": {}, "enrolling": "ana"}
+    learnt = []
+    brains: dict[str, ScriptedBrain] = {}
+
+    def open_brain(name: str, guest: bool) -> ScriptedBrain:
+        brains[name] = ScriptedBrain(child=name)
+        return brains[name]
+
+    async def read_state():
+        return VoiceState(dict(state["prints"]), state["enrolling"])
+
+    async def on_learnt(child, vectors, speech_s):
+        learnt.append((child, len(vectors), speech_s))
+        from companion.speaker.identify import voiceprint
+
+        state["prints"], state["enrolling"] = {child: voiceprint(vectors)}, None
+
+    household = Household(encoder, read_state, SpeakerConfig(threshold=0.8, min_speech_s=1.0), open_brain,
+                          open_brain("child", False),
+                          learnt=on_learnt, abandoned=None)
+    # 1.5 s turns: 8 of them (MAX_TURNS) give 12 s, over the 8 s minimum: learnt at the 8th; then ana by voice.
+    segments = [Segment(tone(300, 1.5)) for _ in range(listening.MAX_TURNS + 1)]
+    run = run_test(segments, lines=LINES, speakers=household)
+    turns = _turns(run)
+    assert [t["child"] for t in turns] == ["ana"] * (listening.MAX_TURNS + 1)
+    assert turns[0]["reply"].startswith("Hi Ana! Your grown-up asked me to learn your voice")
+    assert turns[1]["reply"] == listening.PROMPTS[0] and "Now I know your voice" in turns[7]["reply"]
+    assert [t["speaker"]["by"] for t in turns] == ["enrolling"] * listening.MAX_TURNS + ["voice"]
+    assert learnt == [("ana", listening.MAX_TURNS, pytest.approx(listening.MAX_TURNS * 1.5, abs=0.5))]
+    # The child's words went through the child's own conversation (transcript, safety); the ninth turn is a
+    # normal one, answered by the model.
+    assert len(brains["ana"].remembered) == listening.MAX_TURNS + 1
+    assert turns[8]["reply"] != turns[7]["reply"] and "vector" not in turns[0]["speaker"]
+
+
+def test_a_request_to_learn_a_voice_needs_consent_and_lapses(tmp_path):
+    from companion.speaker import listening
+
+    store = MemoryStore(tmp_path)
+    store.add_turn(store.start_session("ana"), "ana", "hi", "hello")
+    with pytest.raises(CompanionError):
+        listening.request(store, "ana")
+    _consent(store)
+    until = listening.request(store, "ana", now=1000.0)
+    assert listening.pending(store, now=1000.0 + 60) == "ana"
+    assert listening.pending(store, now=until + 1) is None  # lapsed: no one is enrolled later by mistake
+    _consent(store, False)
+    assert listening.pending(store, now=1000.0 + 60) is None
+    _consent(store)
+    listening.finish(store, "ana", "m", [_unit(1, 0, 0), _unit(1, 0.1, 0)], 21.0)
+    assert listening.pending(store, now=1000.0 + 60) is None and store.voiceprints("m")["ana"].shape == (3,)
+    assert [f.value for f in store.facts("ana") if f.kind == "name"] == ["ana"]
+    listening.request(store, "ana", now=1000.0)
+    store.erase_child("ana")
+    assert listening.pending(store, now=1000.0 + 60) is None  # an erased child is not enrolled
+    store.close()

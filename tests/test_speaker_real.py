@@ -202,3 +202,40 @@ def test_the_speaker_test_set_meets_the_targets(real_cache, piper, encoder):
     assert report["eer"] < 0.05
     first = report["confusion_first_draw"]
     assert sum(first["(not enrolled)"].values()) > 0 and len(first) == 5  # 4 children and the strangers
+
+
+def test_the_robot_learns_a_childs_voice_by_talking(real_cache, piper, tmp_path):
+    """The dashboard's "learn by talking": the robot chats with the child, then knows the voice."""
+    from dataclasses import replace
+
+    from companion.parent import settings as parent_settings
+    from companion.speaker import listening
+
+    data = tmp_path / "data"
+    store = MemoryStore(data)
+    parent_settings.save(store, replace(parent_settings.load(store), voice_id=True))
+    store.add_turn(store.start_session("ana"), "ana", "hello", "hi!")
+    listening.request(store, "ana")
+    store.close()
+    files = []
+    after_lines = ("I have a rabbit called Snowy and she eats carrots.", "Do you know what my rabbit likes to eat?")
+    for i, line in enumerate(("Hello robot!", *ENROL_LINES, *after_lines)):
+        path = tmp_path / f"ana-{i}.wav"
+        write_wav(path, _ana(piper, line), 16_000)
+        files.append(str(path))
+    out = tmp_path / "out"
+    proc = _companion("simulate", *files, "--out", str(out), "--data-dir", str(data), "--seed", "1")
+    assert proc.returncode == 0, proc.stderr
+    turns = [json.loads(line) for line in (out / "turns.jsonl").read_text().splitlines()]
+    assert turns[0]["reply"].startswith("Hi Ana!") and all(t["child"] == "ana" for t in turns)
+    done = [i for i, t in enumerate(turns) if "Now I know your voice" in t["reply"]]
+    assert len(done) == 1 and all(t["speaker"]["by"] == "enrolling" for t in turns[:done[0] + 1])
+    after = turns[done[0] + 1:]
+    assert after and all(t["speaker"]["by"] == "voice" and t["speaker"]["score"] >= 0.88 for t in after)
+    store = MemoryStore(data)
+    try:
+        info = store.voiceprint_info()
+        assert [v["child"] for v in info] == ["ana"] and info[0]["speech_s"] >= 15
+        assert listening.pending(store) is None
+    finally:
+        store.close()

@@ -163,8 +163,27 @@ def create_app(memory: MemoryStore | MemoryWorker, config: CompanionConfig, *,
             return page("message.html", request, status=404, message="No memory of a child by that name.")
         voice = next((v for v in store.voiceprint_info() if v["child"] == child), None)
         stale = voice is not None and dt.datetime.now().timestamp() - voice["enrolled_at"] > REENROL_AFTER_S
+        from companion.speaker import listening as talk
+
+        request_ = store.setting(talk.REQUEST_KEY) or {}
+        until = request_.get("until") if talk.pending(store) == child else None
         return page("memory.html", request, status=status, child=child, facts=store.fact_rows(child), voice=voice,
-                    voice_consent=ps.load(store).voice_id, voice_stale=stale, **voice_result)
+                    voice_consent=ps.load(store).voice_id, voice_stale=stale, listening=until, **voice_result)
+
+    def listen_voice(request: Request) -> Response:
+        """The robot learns the child's voice by talking with them (speaker/listening.py)."""
+        from companion.speaker import listening as talk
+        from companion.speaker.enrol import SpeakerError
+
+        child = known_child(request)
+        if child is None:
+            return page("message.html", request, status=404, message="No child by that name.")
+        try:
+            talk.request(store, child)
+        except SpeakerError as err:
+            return memory(request, status=400, voice_message=err.message, voice_error=True)
+        return memory(request, voice_message=f"Now ask {child} to say hello to the robot: it will chat with them "
+                                             f"for about a minute and learn their voice.")
 
     def forget_voice(request: Request) -> Response:
         child = known_child(request)
@@ -271,6 +290,7 @@ def create_app(memory: MemoryStore | MemoryWorker, config: CompanionConfig, *,
         Route("/children/{child}/facts/{fact_id:int}", protected(fact), methods=["POST"]),
         Route("/children/{child}/erase", protected(erase), methods=["POST"]),
         Route("/children/{child}/voice/forget", protected(forget_voice), methods=["POST"]),
+        Route("/children/{child}/voice/listen", protected(listen_voice), methods=["POST"]),
         Route("/children/{child}/voice/enrol", protected(enrol_voice, form=False), methods=["POST"]),
         Route("/settings", protected(settings_page), methods=["GET"]),
         Route("/settings", protected(save_settings), methods=["POST"]),

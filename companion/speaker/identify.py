@@ -6,7 +6,7 @@ Pure functions: the loop keeps the session's last confident speaker and passes i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +28,8 @@ class SpeakerGuess:
     speech_s: float = 0.0
     #: The closest voiceprint's child (whatever the threshold), for the record.
     closest: str | None = None
+    #: The utterance's embedding, while the robot learns this child's voice (never in the record).
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict:
         return {"speaker": self.child, "score": None if self.score is None else round(self.score, 4),

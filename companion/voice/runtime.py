@@ -23,7 +23,8 @@ from companion.tts.piper_voice import PiperTTS
 from companion.errors import ModelError
 from companion.speaker.encoder import FusedEncoder, SpeakerEncoder, open_speaker_encoder
 from companion.speaker.enrol import consented_voiceprints
-from companion.speaker.household import Household
+from companion.speaker import listening
+from companion.speaker.household import Household, VoiceState
 from companion.turn.model import SmartTurn, load_turn_model
 from companion.vad.endpoint import Endpointer
 from companion.vad.silero import SileroVAD
@@ -141,10 +142,21 @@ def _household(models: VoiceModels, config: CompanionConfig, child: str,
     def open_brain(name: str, guest: bool) -> Conversation:
         return Conversation(models.generator, config, name, worker, models.knowledge, models.classifier, guest=guest)
 
-    async def read_prints():
-        return await worker.call(consented_voiceprints, model)
+    async def read_state() -> VoiceState:
+        return await worker.call(_voice_state, model)
 
-    return Household(models.speaker, read_prints, config.speakers, open_brain, open_brain(child, False),
-                     on_close=worker.close if own else None)
+    async def learnt(name: str, vectors: list, speech_s: float) -> None:
+        await worker.call(listening.finish, name, model, vectors, speech_s)
+
+    async def abandoned() -> None:
+        await worker.call(listening.clear)
+
+    return Household(models.speaker, read_state, config.speakers, open_brain, open_brain(child, False),
+                     on_close=worker.close if own else None, learnt=learnt, abandoned=abandoned)
+
+
+def _voice_state(store: MemoryStore, model: str) -> VoiceState:
+    """Runs on the memory worker: the voiceprints (with consent) and any enrolment by talking."""
+    return VoiceState(consented_voiceprints(store, model), listening.pending(store))
 
 
