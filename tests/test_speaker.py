@@ -304,3 +304,29 @@ def test_a_request_to_learn_a_voice_needs_consent_and_lapses(tmp_path):
     store.erase_child("ana")
     assert listening.pending(store, now=1000.0 + 60) is None  # an erased child is not enrolled
     store.close()
+
+
+def test_a_parent_asks_the_robot_to_learn_a_voice_from_the_dashboard(tmp_path):
+    from starlette.testclient import TestClient
+
+    from companion.config import CompanionConfig
+    from companion.parent import auth
+    from companion.parent.app import create_app
+    from companion.speaker import listening
+    from tests.test_parent import PASSWORD, _csrf, _login
+
+    store = MemoryStore(tmp_path)
+    auth.set_password(store, PASSWORD)
+    store.add_turn(store.start_session("mia"), "mia", "hello", "hi!")
+    client = TestClient(create_app(store, CompanionConfig()), follow_redirects=False)
+    _login(client)
+    csrf = _csrf(client)
+    refused = client.post("/children/mia/voice/listen", data={"csrf": csrf})
+    assert refused.status_code == 400 and "consent" in refused.text and listening.pending(store) is None
+    client.post("/settings", data={"csrf": csrf, "voice_id": "on", "volume": "100"})
+    asked = client.post("/children/mia/voice/listen", data={"csrf": csrf})
+    assert asked.status_code == 200 and "say hello to the robot" in asked.text
+    assert listening.pending(store) == "mia" and 'id="voice_listening"' in client.get("/children/mia/memory").text
+    client.post("/settings", data={"csrf": csrf, "volume": "100"})  # consent withdrawn: the request is void too
+    assert listening.pending(store) is None
+    store.close()
