@@ -37,6 +37,15 @@ def client(store):
     return TestClient(create_app(store, CompanionConfig()), follow_redirects=False)
 
 
+def logged_in_dashboard(store: MemoryStore, child: str = "mia") -> tuple[TestClient, str]:
+    """The dashboard over ``store`` (``child`` has talked once), logged in: the client and its CSRF token."""
+    auth.set_password(store, PASSWORD)
+    store.add_turn(store.start_session(child), child, "hello", "hi!")
+    client = TestClient(create_app(store, CompanionConfig()), follow_redirects=False)
+    _login(client)
+    return client, _csrf(client)
+
+
 def _login(client, password=PASSWORD):
     page = client.get("/login")
     token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)

@@ -56,7 +56,7 @@ PRINTS = {"ana": _unit(1, 0, 0), "ben": _unit(0, 1, 0)}
 
 
 def test_identify_picks_the_closest_voiceprint_above_the_threshold_else_a_guest():
-    kw = dict(threshold=0.8, speech_s=2.0, min_speech_s=1.0, last=None)
+    kw = dict(threshold=0.8, speech_s=2.0, min_speech_s=1.0, last=None, keep_threshold=0.75, keep_margin=0.0)
     ana = identify(_unit(1, 0.2, 0), PRINTS, **kw)
     assert (ana.child, ana.by) == ("ana", BY_VOICE) and ana.score > 0.95
     stranger = identify(_unit(0.5, 0.5, 1), PRINTS, **kw)
@@ -307,20 +307,11 @@ def test_a_request_to_learn_a_voice_needs_consent_and_lapses(tmp_path):
 
 
 def test_a_parent_asks_the_robot_to_learn_a_voice_from_the_dashboard(tmp_path):
-    from starlette.testclient import TestClient
-
-    from companion.config import CompanionConfig
-    from companion.parent import auth
-    from companion.parent.app import create_app
     from companion.speaker import listening
-    from tests.test_parent import PASSWORD, _csrf, _login
+    from tests.test_parent import logged_in_dashboard
 
     store = MemoryStore(tmp_path)
-    auth.set_password(store, PASSWORD)
-    store.add_turn(store.start_session("mia"), "mia", "hello", "hi!")
-    client = TestClient(create_app(store, CompanionConfig()), follow_redirects=False)
-    _login(client)
-    csrf = _csrf(client)
+    client, csrf = logged_in_dashboard(store)
     refused = client.post("/children/mia/voice/listen", data={"csrf": csrf})
     assert refused.status_code == 400 and "consent" in refused.text and listening.pending(store) is None
     client.post("/settings", data={"csrf": csrf, "voice_id": "on", "volume": "100"})
@@ -330,3 +321,17 @@ def test_a_parent_asks_the_robot_to_learn_a_voice_from_the_dashboard(tmp_path):
     client.post("/settings", data={"csrf": csrf, "volume": "100"})  # consent withdrawn: the request is void too
     assert listening.pending(store) is None
     store.close()
+
+
+def test_the_equal_error_rate_is_where_misses_and_false_accepts_cross():
+    from companion.eval.speakers import _eer
+
+    rng = np.random.default_rng(0)
+    target, nontarget = rng.normal(0.9, 0.03, 400), rng.normal(0.7, 0.08, 3000)
+    eer, at = _eer(list(target), list(nontarget))
+    # The brute-force definition, threshold by threshold.
+    best = min(np.unique(np.concatenate([target, nontarget])),
+               key=lambda th: abs(np.mean(target < th) - np.mean(nontarget >= th)))
+    assert at == pytest.approx(best, abs=1e-4)
+    assert eer == pytest.approx((np.mean(target < best) + np.mean(nontarget >= best)) / 2, abs=1e-4)
+    assert _eer([0.9, 0.95], [0.1, 0.2]) == (0.0, 0.9)  # apart: no error at the lowest target score

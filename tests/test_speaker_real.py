@@ -139,19 +139,10 @@ def test_a_parent_enrols_a_child_from_the_dashboard(real_cache, piper, tmp_path,
     import io
     import wave
 
-    from starlette.testclient import TestClient
-
-    from companion.config import CompanionConfig
-    from companion.parent import auth
-    from companion.parent.app import create_app
-    from tests.test_parent import PASSWORD, _csrf, _login
+    from tests.test_parent import logged_in_dashboard
 
     store = MemoryStore(tmp_path)
-    auth.set_password(store, PASSWORD)
-    store.add_turn(store.start_session("mia"), "mia", "hello", "hi!")
-    client = TestClient(create_app(store, CompanionConfig()), follow_redirects=False)
-    _login(client)
-    csrf = _csrf(client)
+    client, csrf = logged_in_dashboard(store)
 
     def phone_wav(audio: np.ndarray) -> bytes:
         """As a phone records: 44.1 kHz stereo (20 s of it is ~3.5 MB, past Starlette's 1 MB spooling limit)."""

@@ -10,23 +10,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
-import numpy as np
-
 from companion.audio.files import resample
 from companion.audio.frames import PIPELINE_RATE
+from companion.bench.voices import speed_shift
 from companion.eval.speakers import CHILD_SPEED, ENROL_LINES
 from companion.memory.store import MemoryStore
 from companion.parent import settings as parent_settings
 from companion.speaker.identify import voiceprint
-
-
-def _speed(audio: np.ndarray, factor: float) -> np.ndarray:
-    from fractions import Fraction
-
-    from scipy.signal import resample_poly
-
-    ratio = Fraction(1 / factor).limit_denominator(100)
-    return resample_poly(audio, ratio.numerator, ratio.denominator).astype(np.float32)
 
 
 def enrol_bench_children(models, store: MemoryStore, child: str) -> list[str]:
@@ -37,7 +27,7 @@ def enrol_bench_children(models, store: MemoryStore, child: str) -> list[str]:
         speech = models.tts.synthesize_sync(line)
         spoken.append(resample(speech.samples, speech.rate, PIPELINE_RATE))
     names = []
-    for name, audios in ((child, spoken), ("Sibling", [_speed(a, CHILD_SPEED) for a in spoken])):
+    for name, audios in ((child, spoken), ("Sibling", [speed_shift(a, CHILD_SPEED) for a in spoken])):
         vectors = [models.speaker.embed(a) for a in audios]
         store.put_voiceprint(name, models.speaker.name, voiceprint([e.vector for e in vectors]),
                              utterances=len(vectors), speech_s=sum(e.speech_s for e in vectors))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import random
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,16 +126,13 @@ def real_strangers(recordings: Path) -> dict[str, list[np.ndarray]]:
 
 
 def _eer(target: list[float], nontarget: list[float]) -> tuple[float, float]:
-    """Equal error rate and the threshold where it is reached."""
+    """Equal error rate and the threshold where it is reached (every score tried as the threshold)."""
     t, n = np.sort(np.asarray(target)), np.sort(np.asarray(nontarget))
-    best = (1.0, 0.0)
-    for th in np.unique(np.concatenate([t, n])):
-        frr = float(np.mean(t < th))
-        far = float(np.mean(n >= th))
-        gap = abs(frr - far)
-        if gap < best[0]:
-            best, eer = (gap, float(th)), (frr + far) / 2
-    return round(eer, 4), round(best[1], 4)
+    ths = np.unique(np.concatenate([t, n]))
+    frr = np.searchsorted(t, ths, side="left") / len(t)          # targets below the threshold
+    far = 1.0 - np.searchsorted(n, ths, side="left") / len(n)    # non-targets at or above it
+    i = int(np.argmin(np.abs(frr - far)))
+    return round(float(frr[i] + far[i]) / 2, 4), round(float(ths[i]), 4)
 
 
 def evaluate(encoder: SpeakerEncoder, piper, recordings: Path, config: SpeakerConfig, *, draws: int = 20,
@@ -165,8 +163,11 @@ def evaluate(encoder: SpeakerEncoder, piper, recordings: Path, config: SpeakerCo
     nontarget: list[float] = []
     per_voice: dict[str, list[int]] = {k: [0, 0] for k in keys}
     confusion: dict[str, dict[str, int]] = {}
+    real_max = -1.0
     sweep_th = [round(x, 2) for x in np.arange(0.60, 0.975, 0.01)]
     sweep = {th: [0, 0, 0, 0] for th in sweep_th}  # right, total, fa, fa_n
+    #: Unenrolled voice -> the enrolled voice it was taken for, over every draw: where the errors are.
+    taken_for: Counter[str] = Counter()
     for draw in range(draws):
         enrolled = rng.sample(keys, ENROLLED)
         enrolled_prints = {k: prints[k] for k in enrolled}
@@ -175,6 +176,7 @@ def evaluate(encoder: SpeakerEncoder, piper, recordings: Path, config: SpeakerCo
                 g = identify(e.vector, enrolled_prints, threshold=threshold, speech_s=e.speech_s,
                              min_speech_s=min_speech_s, last=None, **keep)
                 sc = {k: float(e.vector @ p) for k, p in enrolled_prints.items()}
+                best = max(sc, key=sc.get)
                 if key in enrolled:
                     total += 1
                     per_voice[key][1] += 1
@@ -184,14 +186,16 @@ def evaluate(encoder: SpeakerEncoder, piper, recordings: Path, config: SpeakerCo
                     target.append(sc[key])
                     nontarget.extend(v for k, v in sc.items() if k != key)
                     for th in sweep_th:
-                        sweep[th][0] += max(sc, key=sc.get) == key and sc[key] >= th
+                        sweep[th][0] += best == key and sc[key] >= th
                         sweep[th][1] += 1
                 else:
                     fa_n += 1
                     fa += g.child is not None
+                    if g.child is not None:
+                        taken_for[f"{key} -> {g.child}"] += 1
                     nontarget.extend(sc.values())
                     for th in sweep_th:
-                        sweep[th][2] += max(sc.values()) >= th
+                        sweep[th][2] += sc[best] >= th
                         sweep[th][3] += 1
                 if draw == 0:
                     row = confusion.setdefault(key if key in enrolled else "(not enrolled)", {})
@@ -215,7 +219,9 @@ def evaluate(encoder: SpeakerEncoder, piper, recordings: Path, config: SpeakerCo
                              min_speech_s=min_speech_s, last=None, **keep)
                 fa_real_n += 1
                 fa_real += g.child is not None
-                nontarget.extend(float(e.vector @ p) for p in enrolled_prints.values())
+                real_scores = [float(e.vector @ p) for p in enrolled_prints.values()]
+                real_max = max(real_max, *real_scores)
+                nontarget.extend(real_scores)
     eer, eer_th = _eer(target, nontarget)
     return {
         "model": encoder.name, "threshold": threshold, "draws": draws, "enrolled_per_draw": ENROLLED,
@@ -223,6 +229,7 @@ def evaluate(encoder: SpeakerEncoder, piper, recordings: Path, config: SpeakerCo
         "accuracy": round(right / max(1, total), 4), "identified": total,
         "false_accept": round(fa / max(1, fa_n), 4), "unenrolled_trials": fa_n,
         "false_accept_real": round(fa_real / max(1, fa_real_n), 4), "real_trials": fa_real_n,
+        "real_max_score": round(real_max, 4), "false_accepts_by_voice": dict(taken_for.most_common(6)),
         "eer": eer, "eer_threshold": eer_th,
         "short_kept_right": round(short_right / max(1, short_n), 4), "short_trials": short_n,
         "short_taken_for_another_child": round(short_wrong / max(1, short_wrong_n), 4),

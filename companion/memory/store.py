@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from companion.errors import CompanionError
 
 DB_NAME = "memory.sqlite3"
@@ -361,8 +363,6 @@ class MemoryStore:
     # -- voiceprints ------------------------------------------------------------------------
     def put_voiceprint(self, child: str, model: str, vector, *, utterances: int, speech_s: float) -> None:
         """Store (or replace) ``child``'s voiceprint: float32 unit vector from encoder ``model``."""
-        import numpy as np
-
         blob = np.asarray(vector, dtype="<f4").tobytes()
         cid = self.child_id(child)
         self._write(lambda db: db.execute(
@@ -374,8 +374,6 @@ class MemoryStore:
 
     def voiceprints(self, model: str) -> dict:
         """Every child's voiceprint made by encoder ``model``: name -> float32 vector."""
-        import numpy as np
-
         rows = self._db.execute("SELECT c.name, v.vector FROM voiceprints v JOIN children c ON c.id = v.child_id "
                                 "WHERE v.model = ? ORDER BY c.name", (model,)).fetchall()
         return {name: np.frombuffer(blob, dtype="<f4").astype(np.float32) for name, blob in rows}
@@ -420,8 +418,6 @@ class MemoryStore:
         }
 
     def _voiceprint_json(self, cid: int) -> dict | None:
-        import numpy as np
-
         row = self._db.execute("SELECT model, vector, utterances, speech_s, enrolled_at FROM voiceprints "
                                "WHERE child_id = ?", (cid,)).fetchone()
         if row is None:

@@ -165,8 +165,8 @@ def create_app(memory: MemoryStore | MemoryWorker, config: CompanionConfig, *,
         stale = voice is not None and dt.datetime.now().timestamp() - voice["enrolled_at"] > REENROL_AFTER_S
         from companion.speaker import listening as talk
 
-        request_ = store.setting(talk.REQUEST_KEY) or {}
-        until = request_.get("until") if talk.pending(store) == child else None
+        asked = talk.pending_request(store)
+        until = asked[1] if asked is not None and asked[0] == child else None
         return page("memory.html", request, status=status, child=child, facts=store.fact_rows(child), voice=voice,
                     voice_consent=ps.load(store).voice_id, voice_stale=stale, listening=until, **voice_result)
 

@@ -64,6 +64,19 @@ def consented_voiceprints(store: MemoryStore, model: str) -> dict[str, np.ndarra
     return store.voiceprints(model)
 
 
+def store_voiceprint(store: MemoryStore, child: str, model: str, vectors: list[np.ndarray],
+                     speech_s: float) -> np.ndarray:
+    """Store ``child``'s voiceprint from their utterances' vectors (consent checked again: it may have been
+    withdrawn while the robot listened). The parents named the child: once the robot knows the voice, it
+    knows whom it is talking to, so the name becomes a fact when none is known."""
+    require_consent(store)
+    vector = voiceprint(vectors)
+    store.put_voiceprint(child, model, vector, utterances=len(vectors), speech_s=speech_s)
+    if not any(f.kind == "name" for f in store.facts(child)):
+        store.add_fact(child, "name", child, None)
+    return vector
+
+
 def enrol(store: MemoryStore, encoder: SpeakerEncoder, child: str, recordings: list[np.ndarray]) -> Enrolment:
     """Make and store ``child``'s voiceprint from ``recordings`` (16 kHz mono, a few sentences each)."""
     require_consent(store)
@@ -78,10 +91,6 @@ def enrol(store: MemoryStore, encoder: SpeakerEncoder, child: str, recordings: l
     if speech < MIN_SPEECH_S:
         raise SpeakerError(f"{speech:.1f} s of speech is too little to know {child}'s voice; record at least "
                            f"{MIN_SPEECH_S:.0f} s (about {GOOD_SPEECH_S:.0f} s is best)", code=SPEAKER_TOO_LITTLE_SPEECH)
-    vector = voiceprint(vectors)
-    store.put_voiceprint(child, encoder.name, vector, utterances=len(vectors), speech_s=speech)
-    if not any(f.kind == "name" for f in store.facts(child)):
-        # The parents named the child: once the robot knows the voice, it knows whom it is talking to.
-        store.add_fact(child, "name", child, None)
+    vector = store_voiceprint(store, child, encoder.name, vectors, speech)
     return Enrolment(child, encoder.name, len(vectors), round(speech, 1),
                      tuple(round(float(v @ vector), 3) for v in vectors))

@@ -14,6 +14,7 @@ spoken and remembered (``settle``): a speculative turn that is dropped changes n
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -115,14 +116,7 @@ class Household:
         child = guess.child
         if self.enrolment is None or self.enrolment.child != child or self.enrolment.result is not None:
             brain = self.brain_for(SpeakerGuess(child, None, BY_VOICE))
-
-            async def learnt(vectors: list[np.ndarray], speech_s: float) -> None:
-                await self._learnt(child, vectors, speech_s)
-
-            async def abandoned() -> None:
-                await self._abandoned()
-
-            self.enrolment = TalkingEnrolment(brain, learnt, abandoned)
+            self.enrolment = TalkingEnrolment(brain, functools.partial(self._learnt, child), self._abandoned)
         self.enrolment.hear(guess)
         return self.enrolment
 

@@ -42,9 +42,8 @@ def scores(vector: np.ndarray, prints: Mapping[str, np.ndarray]) -> dict[str, fl
 
 
 def identify(vector: np.ndarray, prints: Mapping[str, np.ndarray], *, threshold: float, speech_s: float,
-             min_speech_s: float, last: str | None, keep_threshold: float = 0.75,
-             keep_margin: float = 0.0) -> SpeakerGuess:
-    """The speaker of one utterance.
+             min_speech_s: float, last: str | None, keep_threshold: float, keep_margin: float) -> SpeakerGuess:
+    """The speaker of one utterance (the thresholds: ``SpeakerConfig``, their one home).
 
     Enough speech (``min_speech_s``): the closest voiceprint at or above ``threshold``, else a guest.
     Less ("yes", "what is my pet called?": 0.4-1.5 s, where one child's and another's scores overlap,

@@ -20,8 +20,8 @@ from dataclasses import replace
 import numpy as np
 
 from companion.memory.store import MemoryStore
-from companion.speaker.enrol import GOOD_SPEECH_S, MIN_SPEECH_S, require_consent
-from companion.speaker.identify import SpeakerGuess, voiceprint
+from companion.speaker.enrol import GOOD_SPEECH_S, MIN_SPEECH_S, require_consent, store_voiceprint
+from companion.speaker.identify import SpeakerGuess
 
 REQUEST_KEY = "voice_enrolment"
 #: A request not taken up within this long lapses (the child went away; no stranger is enrolled later).
@@ -54,17 +54,23 @@ def request(store: MemoryStore, child: str, *, now: float | None = None) -> floa
     return until
 
 
-def pending(store: MemoryStore, *, now: float | None = None) -> str | None:
-    """The child whose voice the robot is to learn now (None: no request, lapsed, or no consent)."""
+def pending_request(store: MemoryStore, *, now: float | None = None) -> tuple[str, float] | None:
+    """(child, until) of the request in force (None: no request, lapsed, no consent, child erased)."""
     from companion.parent import settings as parent_settings
 
     data = store.setting(REQUEST_KEY)
     if not isinstance(data, dict) or not parent_settings.load(store).voice_id:
         return None
-    if float(data.get("until", 0)) < (now or time.time()):
+    until, child = float(data.get("until", 0)), data.get("child")
+    if until < (now or time.time()) or not isinstance(child, str) or child not in store.children():
         return None
-    child = data.get("child")
-    return child if isinstance(child, str) and child in store.children() else None  # erased meanwhile: none
+    return child, until
+
+
+def pending(store: MemoryStore, *, now: float | None = None) -> str | None:
+    """The child whose voice the robot is to learn now (None: none)."""
+    request_ = pending_request(store, now=now)
+    return request_[0] if request_ else None
 
 
 def clear(store: MemoryStore) -> None:
@@ -74,10 +80,7 @@ def clear(store: MemoryStore) -> None:
 def finish(store: MemoryStore, child: str, model: str, vectors: list[np.ndarray], speech_s: float) -> None:
     """Store the voiceprint heard while talking (runs on the memory worker); the request is cleared."""
     clear(store)
-    require_consent(store)  # withdrawn meanwhile: nothing is stored
-    store.put_voiceprint(child, model, voiceprint(vectors), utterances=len(vectors), speech_s=speech_s)
-    if not any(f.kind == "name" for f in store.facts(child)):
-        store.add_fact(child, "name", child, None)
+    store_voiceprint(store, child, model, vectors, speech_s)
 
 
 class TalkingEnrolment:
