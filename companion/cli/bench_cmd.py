@@ -58,6 +58,12 @@ def add_parser(sub) -> None:
     tp.add_argument("--json", action="store_true")
     tp.add_argument("--limit", type=int, default=None, help="only the first N utterances (a quick look)")
     tp.set_defaults(func=cmd_bench_turn)
+    cp = bsub.add_parser("compare", help="two `companion bench --json` runs, utterance by utterance: a change "
+                                         "or noise? (median change of first audio with a 95 % interval)")
+    cp.add_argument("before", type=Path)
+    cp.add_argument("after", type=Path)
+    cp.add_argument("--json", action="store_true")
+    cp.set_defaults(func=cmd_bench_compare)
     fp = bsub.add_parser("facts", help="fact extraction: rules vs the language model")
     fp.add_argument("--json", action="store_true")
     fp.set_defaults(func=cmd_bench_facts)
@@ -207,6 +213,25 @@ def cmd_bench_llm(args: argparse.Namespace) -> int:
     figures = llm.run(config, ModelCache(models_cache_dir()), runs=args.runs,
                       max_new_tokens=args.max_new_tokens, genai_model=args.genai_model)
     print(json.dumps(figures, indent=2) if args.json else llm.format_table(figures))
+    return 0
+
+
+def cmd_bench_compare(args: argparse.Namespace) -> int:
+    from companion.bench import compare
+    from companion.errors import CompanionError
+
+    runs = []
+    for path in (args.before, args.after):
+        try:
+            runs.append(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as err:
+            raise CompanionError(f"cannot read {path} as `companion bench --json` output: {err}",
+                                 code="BENCH_INPUT_INVALID") from err
+    try:
+        figures = compare.compare(*runs)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CompanionError(f"cannot compare these runs: {err!r}", code="BENCH_INPUT_INVALID") from err
+    print(json.dumps(figures, indent=2) if args.json else compare.format_report(figures))
     return 0
 
 
