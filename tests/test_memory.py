@@ -186,3 +186,55 @@ def test_questions_about_the_childs_likes_and_age_to_come_are_not_guessed():
         "You haven't told me about your brothers yet. Will you tell me?"
     sister = Fact("family", "sister Amy", None, 0.0)
     assert answer_from_facts("do i have a sister?", [sister]) == "You told me about your sister Amy! Is there anyone else?"
+
+
+ASKS_ABOUT_THEMSELVES = [  # the way children ask; none of these lines is in an evaluation set
+    "whats my teachers name", "who is my teacher this year", "do you know my mommys name", "what is my grandmas name",
+    "whats my nanas name", "what's my brother called", "what is my uncles name", "do you remember my dads name",
+    "whats my doggys name", "what is my teddys name", "what grade am i in", "whats my last name",
+    "can you guess my name", "what am i called", "whats my cousins name", "who's my best friend",
+]
+NOT_ABOUT_WHAT_THEY_TOLD = [  # questions about bodies, the world, or a worried child: the model (or safety) answers
+    "where is my mum", "why do my ears pop", "how many teeth do i have", "what is my tooth made of",
+    "where does my food go", "where do i come from", "what does my mum do at work", "my teacher is called mrs patel",
+    "what should i call my new puppy", "what is my heart for", "why does my tummy rumble", "when will my tooth fall out",
+    "who made my toys", "where is my bike", "how does my brain work", "what do you call my mums mum",
+]
+
+
+@pytest.mark.parametrize("question", ASKS_ABOUT_THEMSELVES)
+def test_a_child_asking_about_themselves_is_never_given_a_made_up_answer(question):
+    from companion.memory.answers import answer_from_facts
+    from companion.eval.quality import invented_claim
+
+    reply = answer_from_facts(question, [])
+    assert reply is not None and "haven't told me" in reply and invented_claim(reply) is None, reply
+
+
+@pytest.mark.parametrize("question", NOT_ABOUT_WHAT_THEY_TOLD)
+def test_questions_about_bodies_and_the_world_go_to_the_model(question):
+    from companion.memory.answers import answer_from_facts
+
+    assert answer_from_facts(question, []) is None
+
+
+def test_where_a_child_lives_or_goes_to_school_is_not_asked_for():
+    from companion.memory.answers import answer_from_facts
+
+    for question in ("where do i live", "do you know where i live", "whats my address", "what school do i go to",
+                     "where do i go to school", "what street do i live on"):
+        reply = answer_from_facts(question, [])
+        assert reply is not None and reply.startswith("I don't know") and "trust" in reply, (question, reply)
+        assert "tell me" not in reply.lower() and "what is it" not in reply.lower()
+
+
+def test_a_name_the_child_told_is_found_by_the_word_they_ask_with():
+    from companion.memory.answers import answer_from_facts
+    from companion.memory.store import Fact
+
+    facts = [Fact("family", "sister Amy", None, 0.0), Fact("family", "mom Sarah", None, 0.0),
+             Fact("friend", "Sam", None, 0.0)]
+    assert answer_from_facts("whats my little sisters name", facts) == "Your little sister is called Amy!"
+    assert answer_from_facts("do you know my mummys name", facts) == "Your mummy is called Sarah!"
+    assert answer_from_facts("who's my best friend", facts) == "Your best friend is called Sam!"
+    assert "haven't told me your brother's name" in answer_from_facts("what's my brother called", facts)

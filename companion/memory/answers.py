@@ -14,24 +14,83 @@ import re
 
 from companion.memory.store import Fact
 
+#: Asking words: a question ("whats", "who's"), or asking the robot to know, remember or guess.
+_Q = (r"(?:what|whats|what's|what is|what are|when|whens|when's|which|do you know|do you remember|did i tell you|"
+      r"can you guess|guess|tell me|say)")
+#: People in a child's life whose names a child asks the robot for.
+_PEOPLE = (r"(?:(?:little|big|baby|older|younger|twin|step|new|best) )?(?:sister|brother|sis|bro|mum|mom|mummy|mommy|"
+           r"mama|dad|daddy|papa|grandma|granny|gran|nana|nanna|nan|grandpa|grandad|granddad|grandmother|grandfather|"
+           r"auntie|aunty|aunt|uncle|cousin|stepmum|stepmom|stepdad|teacher|friend|neighbou?r|baby)")
+#: Where the child lives or goes to school: the robot never asks for it (personal information).
+_PRIVATE = re.compile(
+    r"\bwhere (do|did) i live\b|\bwhere('?s| is) my (house|home|flat|school)\b|\b(what|whats|what's)( is)? my "
+    r"(address|street|postcode|zip code|phone number|phone|school called|school'?s name|school)\b|\bwhat (street|"
+    r"road|town|city|house|school) (do|did) i (live|go)\b|\bwhere (do|did) i go to school\b|"
+    r"\b(know|remember|guess) (where i live|my address|my school|what school i go to)\b")
+
 _ASKS = [
-    (r"\b(remember|know|what'?s|what is|say|tell me)\b.*\bmy name\b|\bwho am i\b", "name"),
+    (r"\b(remember|know|what'?s|what is|say|tell me|guess)\b.*\bmy name\b|\bwho am i\b|\bwhat am i called\b",
+     "name"),
     (r"\bhow old (am i|will i be|i am|i'?ll be)\b|\b(remember|know|what'?s|what is)\b.*\bmy age\b", "age"),
-    (r"\bmy (dog|cat|puppy|kitten|hamster|fish|goldfish|rabbit|bunny|bird|parrot|turtle|pony|horse|pet)\b.*"
-     r"\b(called|name)\b|\bwhat'?s my (dog|cat|pet)'?s? name\b|\bwhat (pet|animal) do i have\b", "pet"),
+    (r"\bmy (dog|doggy|doggie|cat|kitty|puppy|kitten|hamster|fish|goldfish|rabbit|bunny|bird|parrot|turtle|pony|horse|"
+     r"pet|guinea pig|lizard|tortoise)s?'?s?\b.*\b(called|name|named)\b|\bwhat'?s my (dog|cat|pet)'?s? name\b|"
+     r"\bwhat (pet|pets|animal|animals) (do|have) i (have|got)\b", "pet"),
     (r"\b(what|which|whats)( is| was|'s)? my fav(ou?rite)? (animal)\b", "favourite_animal"),
     (r"\b(what|which|whats)( is| was|'s)? my fav(ou?rite)? (colou?r)\b", "favourite_colour"),
     (r"\b(what|which|whats)( is| was|'s)? my fav(ou?rite)? (food)\b", "favourite_food"),
     (r"\b(what|which|whats)( is| was|'s)? my fav(ou?rite)? (\w+)\b", "favourite_other"),
-    (r"\bwho is my (best )?friend\b|\bmy (best )?friend'?s name\b", "friend"),
+    (rf"\b{_Q}\b[\w' ]{{0,20}}\bmy (?P<who>{_PEOPLE})s?'?s?(?: (?:real |first |whole )?name\b| (?:is )?called\b|"
+     r" (?:is )?named\b)", "person"),
+    (rf"\b(?:who|whos|who's|who is|who are)\b[\w' ]{{0,12}}\bmy (?P<who>{_PEOPLE})s?\b(?: this year| now)?\W*$", "person"),
     # Things about the child the facts never hold: answered honestly, never guessed.
-    (r"\b(what|whats|what's|when|who|where)\b[\w' ]{0,12}\bmy ((little |big |baby |older |younger )?"
-     r"(sister|brother)'?s? name|middle name|last name|surname|birthday|teacher|hair|eyes|mum'?s? name|"
-     r"dad'?s? name|mummy'?s? name|daddy'?s? name)\b", "personal"),
+    (rf"\b{_Q}\b[\w' ]{{0,20}}\bmy ((first |middle |last |full |nick|second )name|nickname|surname|birthday|"
+     r"hair|eyes|eye colou?r|hair colou?r|teddy'?s? name|toy'?s? name|doll'?s? name|class|grade|year at school)\b",
+     "personal"),
+    (r"\bwhat (grade|year|class) am i in\b", "grade"),
+    (r"\bwhen('?s| is) my birthday\b|\bwhat colou?r (is|are) my (hair|eyes)\b",
+     "personal"),
     (r"\bhow many (brothers|sisters|brothers and sisters|cousins|pets|dogs|cats) (have i got|do i have)\b|"
      r"\bdo i have (a |any )?(brothers?|sisters?)\b", "family"),
     (r"\b(what|which) (\w+ ){0,2}do i (love|like|support)\b|\bwhat do i really (love|like)\b", "likes"),
 ]
+
+#: Names a child uses for a relation, as the fact rules store it (memory/facts.py: "family" values).
+_RELATIONS = {"sis": "sister", "bro": "brother", "mom": "mum", "mummy": "mum", "mommy": "mum", "mama": "mum",
+              "daddy": "dad", "papa": "dad", "granny": "grandma", "gran": "grandma", "nana": "grandma",
+              "nanna": "grandma", "nan": "grandma", "grandmother": "grandma", "grandad": "grandpa",
+              "granddad": "grandpa", "grandfather": "grandpa", "aunty": "auntie", "aunt": "auntie",
+              "stepmom": "stepmum"}
+
+
+def _relation(who: str) -> str:
+    words = who.split()
+    return " ".join([*words[:-1], _RELATIONS.get(words[-1], words[-1])])
+
+
+def _private(text: str) -> str:
+    """Where the child lives or goes to school: the robot does not know, and does not ask."""
+    what = "school" if "school" in text else "phone number" if "phone" in text else "home"
+    if what == "school":
+        return ("I don't know which school you go to, and that's just right: that's for your family and the "
+                "grown-ups you trust. What do you like doing at school?")
+    if what == "phone number":
+        return "I don't know your phone number, and that's just right: that's for your family to keep."
+    return ("I don't know where you live, and that's just right: your address is for your family and the "
+            "grown-ups you trust. What do you like best about your home?")
+
+
+def _person(who: str, facts: dict[str, list[str]]) -> str:
+    """A name the child asks for: their friend's or a family member's, from the facts, else an honest ask."""
+    relation, base = who, _relation(who).split()[-1]  # the child's word in the reply ("nana"), the fact's to look up
+    if base == "friend":
+        if facts.get("friend"):
+            return f"Your {relation} is called {facts['friend'][0]}!"
+        return f"You haven't told me about your {relation} yet. What is their name?"
+    for value in facts.get("family", []):
+        *told, name = value.split()
+        if told and _RELATIONS.get(told[-1], told[-1]) == base and name[:1].isupper():
+            return f"Your {relation} is called {name}!"
+    return f"You haven't told me your {relation}'s name yet. Will you tell me?"
 
 
 def _untold(kind: str, text: str) -> str:
@@ -40,10 +99,13 @@ def _untold(kind: str, text: str) -> str:
         thing = re.search(r"\bfav(?:ou?rite)? (\w+)", text)
         what = thing.group(1) if thing else kind.split("_", 1)[1]
         return f"You haven't told me your favourite {what} yet. What is it?"
+    if kind == "grade":
+        what = re.search(r"\b(grade|year|class) am i\b", text)
+        return f"You haven't told me what {what.group(1) if what else 'class'} you're in yet. Will you tell me?"
     if kind == "personal":
         thing = re.search(r"\bmy ([\w' ]+?)(\?|$| is| are| called)", text)
         what = thing.group(1).strip() if thing else "that"
-        what = re.sub(r"\b(sister|brother|mum|dad|mummy|daddy)s\b", r"\1's", what)
+        what = re.sub(r"\b(sister|brother|mum|dad|mummy|daddy|teddy|toy|doll)s\b", r"\1's", what)
         what = {"teacher": "teacher's name", "hair": "hair colour", "eyes": "eye colour"}.get(what, what)
         return f"You haven't told me your {what} yet. Will you tell me?"
     if kind == "family":
@@ -58,13 +120,12 @@ def _untold(kind: str, text: str) -> str:
     return {"name": "You haven't told me your name yet. What is it?",
             "age": "You haven't told me how old you are yet. How old are you?",
             "pet": "You haven't told me about a pet yet. Do you have one?",
-            "friend": "You haven't told me about your friend yet. What is their name?",
             }.get(kind, "You haven't told me that yet. Will you tell me?")
 
 
 def answer_from_facts(heard: str, facts: list[Fact]) -> str | None:
     text = heard.lower()
-    if "?" not in heard and not re.search(r"\b(remember|what|whats|who|how|which|know|tell|when|where)\b", text):
+    if "?" not in heard and not re.search(r"\b(remember|what|whats|who|how|which|know|tell|when|where|guess)\b", text):
         return None
     if "?" not in heard and re.search(r"\bmy\b[\w' ]{0,25}\b(is|are|was)\b \w", text) and not re.search(
             r"\b(what|whats|what's|who|which|how)\b[\w' ]{0,12}\bmy\b", text):
@@ -72,9 +133,14 @@ def answer_from_facts(heard: str, facts: list[Fact]) -> str | None:
     by_kind: dict[str, list[str]] = {}
     for f in facts:  # newest first
         by_kind.setdefault(f.kind, []).append(f.value)
+    if _PRIVATE.search(text):
+        return _private(text)
     for pattern, kind in _ASKS:
-        if not re.search(pattern, text):
+        found = re.search(pattern, text)
+        if not found:
             continue
+        if kind == "person":
+            return _person(found.group("who"), by_kind)
         values = by_kind.get(kind)
         if not values:
             return _untold(kind, text)
@@ -93,8 +159,6 @@ def answer_from_facts(heard: str, facts: list[Fact]) -> str | None:
         if kind.startswith("favourite_"):
             return f"Your favourite {kind.split('_', 1)[1]} is the {v}!" if kind == "favourite_animal" \
                 else f"Your favourite {kind.split('_', 1)[1]} is {v}!"
-        if kind == "friend":
-            return f"Your friend is {v}!"
         if kind == "family":  # only the ones the child named: "how many" stays theirs to tell
             told = " and ".join(f"your {p.split()[0]} {p.split()[1]}" if len(p.split()) == 2 else p for p in values[:3])
             return f"You told me about {told}! Is there anyone else?"
