@@ -204,25 +204,11 @@ def test_each_turn_goes_to_the_speakers_own_conversation():
     assert [s.plan.heard for s in brains["ben"].remembered] == [LINES[700.0]]
     assert brains["guest"].guest and not brains["ana"].guest
     assert brains["child"].remembered == []
-    # The voice was heard from the child's pause, before the ASR started (not beside it: the fake encoder
-    # takes 30 ms, so started with the ASR it answers 30 ms after), once per utterance.
+    # The encoder ran beside the ASR: its answer was there before the transcript's.
     for t in turns:
-        assert t["timings"]["trace"]["speaker_end"] - t["timings"]["trace"]["asr_start"] <= 15
-    assert encoder.calls == len(segments)
+        assert t["timings"]["trace"]["speaker_end"] <= t["timings"]["trace"]["asr_end"]
     asyncio.run(household.close())
     assert all(b.closed for b in brains.values())
-
-
-def test_a_child_who_goes_on_after_a_pause_is_heard_whole_not_by_the_pause():
-    encoder = ToneEncoder()
-    household, _ = _household(encoder, {"ana": encoder.vector(300), "ben": encoder.vector(700)})
-    # 0.5 s at ben's pitch, a 0.3 s pause (heard: the speaker stage starts on it), then 2 s at ana's: the
-    # whole utterance is mostly ana's. Taking the hearing of the pause would make it ben's.
-    said = np.concatenate([tone(700, 0.5), np.zeros(int(0.3 * 16_000), np.float32), tone(300, 2.0)])
-    run = run_test([Segment(said)], lines=LINES, speakers=household)
-    turns = _turns(run)
-    assert [t["child"] for t in turns] == ["ana"]
-    assert encoder.calls == 2  # the pause's hearing (ben's part) and the whole utterance's
 
 
 def test_a_short_yes_stays_with_the_child_who_was_talking_but_not_a_siblings():

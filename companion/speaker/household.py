@@ -1,8 +1,7 @@
 """Who is talking, turn by turn: one conversation per enrolled child, one for guests.
 
-The loop has the utterance heard (``hear``: the voice state and the embedding, on the encoder's own
-thread) as soon as the child pauses, before the ASR starts, decides (``decide``) once the transcript is
-in, and takes ``brain_for`` the answer: that child's memory, facts,
+The loop asks ``identify`` with the utterance's audio at the moment it starts the ASR (the encoder
+runs on its own thread meanwhile) and takes ``brain_for`` the answer: that child's memory, facts,
 persona address and daily limit. A voice no voiceprint is close to is a guest's: answered kindly,
 with nothing about any child recalled and nothing stored as a child's fact.
 
@@ -49,15 +48,6 @@ class VoiceState:
     enrolling: str | None = None
 
 
-@dataclass(frozen=True)
-class Heard:
-    """An utterance as the speaker stage heard it: the voice state read for it and its embedding (None:
-    nobody enrolled, or the audio was silent)."""
-
-    state: VoiceState
-    embedding: Embedding | None
-
-
 class Household:
     def __init__(self, encoder: Encoder, read_state: Callable[[], Awaitable[VoiceState]],
                  config: SpeakerConfig, open_brain: Callable[[str, bool], object], first,
@@ -87,38 +77,24 @@ class Household:
     def brains(self) -> list:
         return list(self._brains.values())
 
-    async def hear(self, audio: np.ndarray) -> Heard:
-        """What the database says now and, when anybody is enrolled, ``audio``'s embedding. The loop
-        starts this as soon as the child pauses (the speech is all there; the CPU is mostly idle until
-        the ASR starts) and decides (``decide``) when the transcript is in."""
+    async def identify(self, audio: np.ndarray) -> SpeakerGuess | None:
+        """Whose voice ``audio`` is; None: nobody is enrolled (or no consent), the default child's turn.
+        While the robot learns a child's voice by talking, every turn is that child's."""
         state = await self._read_state()
-        if not state.prints and state.enrolling is None:
-            return Heard(state, None)
-        try:
-            return Heard(state, await self.encoder.embed_async(audio))
-        except ValueError:  # silent: as little to go on as a "yes"
-            return Heard(state, None)
-
-    def decide(self, heard: Heard) -> SpeakerGuess | None:
-        """Whose voice it was; None: nobody is enrolled (or no consent), the default child's turn. While
-        the robot learns a child's voice by talking, every turn is that child's."""
-        state, emb = heard.state, heard.embedding
+        prints = state.prints
         if state.enrolling is None and self.enrolment is not None and self.enrolment.result is None:
             self.enrolment = None  # the request lapsed or was withdrawn (consent off): back to normal
-        if not state.prints and state.enrolling is None:
+        if not prints and state.enrolling is None:
             return None
-        if emb is None:
+        try:
+            emb = await self.encoder.embed_async(audio)
+        except ValueError:  # silent: as little to go on as a "yes"
             return self._kept(0.0)
         if state.enrolling is not None:
             return SpeakerGuess(state.enrolling, None, ENROLLING, emb.speech_s, None, vector=emb.vector)
         c = self.config
-        return identify(emb.vector, state.prints, threshold=c.threshold, speech_s=emb.speech_s,
-                        min_speech_s=c.min_speech_s, last=self._last, keep_threshold=c.keep_threshold,
-                        keep_margin=c.keep_margin)
-
-    async def identify(self, audio: np.ndarray) -> SpeakerGuess | None:
-        """``hear`` and ``decide`` at once."""
-        return self.decide(await self.hear(audio))
+        return identify(emb.vector, prints, threshold=c.threshold, speech_s=emb.speech_s, min_speech_s=c.min_speech_s,
+                        last=self._last, keep_threshold=c.keep_threshold, keep_margin=c.keep_margin)
 
     def _kept(self, speech_s: float) -> SpeakerGuess:
         if self._last is not None:

@@ -115,11 +115,8 @@ class VoiceLoop:
         self.turn_model, self.turn_config = (turn_model, turn_config) if both else (None, None)
         #: The votes on the pause in progress (None: no pause, or no model).
         self._votes: _Votes | None = None
-        #: Hearings of a pause in flight: end-of-turn model, speaker stage (awaited when the loop ends).
+        #: End-of-turn model calls in flight (awaited when the loop ends).
         self._guessing: set[asyncio.Task] = set()
-        #: The voice of the utterance paused on, heard by the speaker stage: (speech start, speech end)
-        #: and the task (None: no pause heard).
-        self._voice: tuple[tuple[float, float], asyncio.Task] | None = None
         self.state = LoopState.LISTENING
         #: The latest turn records (a ring: a robot runs for weeks; every record is also a TurnCompleted event).
         self.records: deque[TurnRecord] = deque(maxlen=config.records_kept)
@@ -220,18 +217,14 @@ class VoiceLoop:
                 self._set_state(LoopState.LISTENING)
         elif isinstance(event, SpeechPaused):
             if not self._echo_run:
-                self._hear_voice(event.utterance)
                 self._hear_pause(event)
         elif isinstance(event, UtteranceMaybeEnded):
-            if not self._echo_run:
-                self._hear_voice(event.utterance)
             if not self._echo_run and (self._votes is None or self._votes.speech_end != event.utterance.speech_end):
                 self._hear_pause(event)
             if not self._echo_run and not self._robot_busy():
                 self._start_turn(event.utterance, confirmed=False)
         elif isinstance(event, SpeechResumed):
             self._votes = None
-            self._forget_voice()
             pending = self._pending
             if pending is not None and not pending.confirmed.is_set() and self._robot_busy():
                 self._drop_speculation(pending)
@@ -466,36 +459,13 @@ class VoiceLoop:
             raise
         await self._record(turn, interrupted=False)
 
-    def _hear_voice(self, utt: Utterance) -> None:
-        """The child paused: the speaker stage hears the utterance so far now, on the encoder's thread,
-        while one core is idle until the ASR starts; the turn of this pause then only decides."""
-        if self.speakers is None:
-            return
-        key = (utt.speech_start, utt.speech_end)
-        if self._voice is not None and self._voice[0] == key:
-            return
-        task = asyncio.get_running_loop().create_task(self.speakers.hear(utt.audio), name="voice")
-        task.add_done_callback(_retrieve)  # a hearing no turn asked for fails quietly (the turn's own logs)
-        self._guessing.add(task)
-        task.add_done_callback(self._guessing.discard)
-        self._voice = (key, task)
-
-    def _forget_voice(self) -> None:
-        """The child went on talking: the hearing of the pause is not this utterance's (the encoder's
-        call, a few tens of ms, finishes on its thread; nothing awaits it)."""
-        self._voice = None
-
     def _identify(self, utt: Utterance) -> asyncio.Task:
-        """Whose voice the utterance is: heard at the pause when that was this utterance (its speech is
-        the same), else now, while the ASR runs. A failure makes the turn a guest's (logged), it never
-        fails the turn."""
-        voice = self._voice
-        early = voice[1] if voice is not None and voice[0] == (utt.speech_start, utt.speech_end) else None
+        """Whose voice the utterance is, on the encoder's thread while the ASR runs (None: nobody enrolled);
+        a failure makes the turn a guest's (logged), it never fails the turn."""
 
         async def run() -> tuple[SpeakerGuess | None, float | None]:
             try:
-                heard = await asyncio.shield(early) if early is not None else await self.speakers.hear(utt.audio)
-                guess = self.speakers.decide(heard)
+                guess = await self.speakers.identify(utt.audio)
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # noqa: BLE001
@@ -619,12 +589,6 @@ class VoiceLoop:
 
         self._warming.add(task)
         task.add_done_callback(done)
-
-
-def _retrieve(task: asyncio.Task) -> None:
-    """Consume a background task's outcome (no "exception never retrieved" at exit)."""
-    if not task.cancelled():
-        task.exception()
 
 
 async def _together(*coros) -> None:

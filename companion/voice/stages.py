@@ -6,7 +6,7 @@ the ONNX language model and piper in the product; fakes in tests (voice/testing.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -52,13 +52,7 @@ class Speakers(Protocol):
 
     current: Brain
 
-    async def hear(self, audio: np.ndarray) -> Any:
-        """The utterance's voice heard (embedded), started at the child's pause."""
-        ...
-
-    def decide(self, heard: Any) -> SpeakerGuess | None:
-        """Whose voice it was (None: nobody is enrolled), when the turn needs it."""
-        ...
+    async def identify(self, audio: np.ndarray) -> SpeakerGuess | None: ...
 
     def brain_for(self, guess: SpeakerGuess | None) -> Brain: ...
 
