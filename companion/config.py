@@ -22,6 +22,7 @@ from companion.speaker.config import SpeakerConfig
 from companion.turn.config import TurnConfig
 from companion.vad.endpoint import EndpointConfig
 from companion.voice.config import LoopConfig
+from companion.wyoming.config import RemoteConfig
 from companion.llm.sampling import SamplingParams
 from companion.llm.session import RuntimeOptions
 
@@ -132,6 +133,7 @@ class CompanionConfig:
     voice: LoopConfig = field(default_factory=LoopConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
+    remote: RemoteConfig = field(default_factory=RemoteConfig)
 
     @classmethod
     def from_dict(cls, data: dict) -> CompanionConfig:

@@ -37,6 +37,7 @@ def run_checks(config_path: Path | None, data_dir: Path) -> list[Finding]:
     out += _leftovers()
     out += _memory(config)
     out += _providers(config)
+    out += _remote(config)
     out += _audio(config)
     out += _storage(data_dir)
     return out
@@ -189,6 +190,32 @@ def _providers(config) -> list[Finding]:
                                                        f"(has {', '.join(available)}); the CPU will be used. "
                                                        f"See hardware/jetson.md")]
     return [Finding("ok", "execution providers", ", ".join(config.llm.providers))]
+
+
+def _remote(config) -> list[Finding]:
+    """Each stage handed to a Wyoming server: does it answer ``describe`` with that stage, now?"""
+    import asyncio
+
+    from companion.wyoming.remote import describe
+
+    out = []
+    for stage, uri in (("asr", config.remote.asr), ("tts", config.remote.tts), ("handle", config.remote.handle)):
+        if not uri:
+            continue
+        try:
+            info = asyncio.run(describe(uri, timeout_s=config.remote.connect_timeout_s + 2.0))
+        except Exception as err:  # noqa: BLE001 - any failure is the finding
+            out.append(Finding("warn", f"remote {stage}", f"{uri} does not answer ({type(err).__name__}: {err}); "
+                                                          f"the robot's own model answers until it does"))
+            continue
+        programs = [p.name for p in getattr(info, stage) if p.installed]
+        if programs:
+            out.append(Finding("ok", f"remote {stage}", f"{uri} serves {', '.join(programs)} (the robot's own "
+                                                        f"model answers when it is down or slow)"))
+        else:
+            out.append(Finding("warn", f"remote {stage}", f"{uri} answers but serves no {stage}; the robot's own "
+                                                          f"model answers"))
+    return out
 
 
 def _audio(config) -> list[Finding]:

@@ -96,6 +96,19 @@ def _norm(text: str) -> str:
     return re.sub(r"[^a-z' ]+", " ", text.lower()).strip()
 
 
+def judge(text: str, no_speech: float, logprob: float, speech_ratio: float, config: ASRConfig) -> str | None:
+    """Why a transcript is not a child's words (None: keep it): nothing in it, Whisper's own no-speech
+    verdict, or one of its stock phrases on audio that is mostly not speech. A remote ASR server that
+    gives no probabilities (0, 0) is judged on its text and the speech ratio alone."""
+    if not _norm(text):
+        return "empty"
+    if no_speech > config.no_speech_threshold and logprob < config.logprob_threshold:
+        return "no-speech"
+    if _norm(text) in HALLUCINATIONS and (no_speech > 0.3 or speech_ratio < 0.5):
+        return "hallucination"
+    return None
+
+
 class WhisperASR:
     def __init__(self, model_dir: Path, config: ASRConfig = ASRConfig()) -> None:
         from faster_whisper import WhisperModel
@@ -122,15 +135,9 @@ class WhisperASR:
             text, no_speech, logprob = self._decode_fitted(audio)
         else:
             text, no_speech, logprob = self._decode_full(audio)
-        rejected = None
-        if not _norm(text):
-            rejected = "empty"
-        elif no_speech > c.no_speech_threshold and logprob < c.logprob_threshold:
-            rejected = "no-speech"
-        elif _norm(text) in HALLUCINATIONS and (no_speech > 0.3 or speech_ratio < 0.5):
-            rejected = "hallucination"
         return Transcript(text=text, no_speech_prob=round(no_speech, 3), avg_logprob=round(logprob, 3),
-                          asr_ms=round((time.perf_counter() - started) * 1000, 1), rejected=rejected)
+                          asr_ms=round((time.perf_counter() - started) * 1000, 1),
+                          rejected=judge(text, no_speech, logprob, speech_ratio, c))
 
     def _decode_fitted(self, audio: np.ndarray) -> tuple[str, float, float]:
         import ctranslate2

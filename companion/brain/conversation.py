@@ -253,7 +253,7 @@ class Conversation:
             if cards_task is not None and not cards_task.done():
                 cards_task.cancel()
         return TurnContext(child=self.child, history=self._history, now=now, cards=cards,
-                           recent_said=self._said, **stored)
+                           recent_said=self._said, guest=self.guest, **stored)
 
     async def plan(self, heard: str) -> TurnPlan:
         """Decide the turn: a fixed line or a prompt (pure policy, run off the loop: it tokenises)."""
@@ -342,9 +342,10 @@ class Conversation:
         if self.memory is not None and self._own_worker:
             self.memory.close()
 
-    async def reply(self, heard: str, on_token=None) -> ChatReply:
-        """One whole exchange without audio (``companion chat``, evaluations): the same plan, guard and
-        memory as the voice loop."""
+    async def reply(self, heard: str, on_token=None, on_chunk=None) -> ChatReply:
+        """One whole exchange without audio (``companion chat``, evaluations, the Wyoming ``handle``): the
+        same plan, guard and memory as the voice loop. ``await on_chunk(text)`` gets each piece of the reply
+        once it has passed the output check, as the loop would speak it."""
         started = time.perf_counter()
         plan = await self.plan(heard)
         seen: dict = {"tokens": 0, "first": None, "result": None, "cached": 0}
@@ -359,7 +360,11 @@ class Conversation:
             else:
                 seen["result"] = item
 
-        chunks = [c async for c in reply_chunks(plan, self.model, self.config.llm.sampling(), observe=observe)]
+        chunks = []
+        async for chunk in reply_chunks(plan, self.model, self.config.llm.sampling(), observe=observe):
+            chunks.append(chunk)
+            if on_chunk is not None and chunk.text:
+                await on_chunk(chunk.text)
         blocked = next((c.blocked for c in chunks if c.blocked is not None), None)
         text = " ".join(c.text for c in chunks)
         spoken = SpokenReply(plan, text, blocked=blocked)

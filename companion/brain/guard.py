@@ -46,7 +46,10 @@ class ReplyChunk:
 
 
 class LanguageModel(Protocol):
-    """The model stage: tokens for a prompt, then the result; closing the stream stops the model."""
+    """The model stage: tokens for a prompt, then the result; closing the stream stops the model.
+
+    A model that answers for the plan rather than for its prompt (a family server's brain over Wyoming,
+    wyoming/remote.py) has ``stream_plan(plan, params, gate)`` instead; its text passes the same guard."""
 
     def stream(self, prompt_ids: Sequence[int], params: SamplingParams, gate: Gate | None = None,
                avoid: Sequence[Sequence[int]] = ()) -> AsyncIterator[TokenEvent | GenerationResult]: ...
@@ -197,7 +200,9 @@ async def reply_chunks(plan: TurnPlan, model: LanguageModel, params: SamplingPar
         for chunk in guard.line(plan.line):
             yield chunk
         return
-    stream = model.stream(plan.prompt, params, gate, plan.avoid)
+    stream_plan = getattr(model, "stream_plan", None)
+    stream = stream_plan(plan, params, gate) if stream_plan is not None else \
+        model.stream(plan.prompt, params, gate, plan.avoid)
     try:
         async for item in stream:
             if observe is not None:

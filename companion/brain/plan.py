@@ -47,6 +47,8 @@ class TurnContext:
     recent_said: tuple[str, ...] = ()
     #: Local time the turn began (quiet hours).
     now: dt.datetime = dt.datetime(2000, 1, 1, 12)
+    #: A voice no voiceprint knows (nothing of any child's memory is used).
+    guest: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,9 @@ class TurnPlan:
     avoid: tuple[tuple[int, ...], ...] = ()
     #: The chat messages ``prompt`` encodes (``kind == "model"``).
     messages: tuple[ChatMessage, ...] = ()
+    #: Whose turn it is (a remote brain answers for this child; ``guest``: for nobody's memory).
+    child: str = ""
+    guest: bool = False
 
     @property
     def stored_heard(self) -> str:
@@ -106,6 +111,7 @@ def plan_turn(heard: str, ctx: TurnContext, brief: Brief) -> TurnPlan:
     that order, except that a disclosure is heard and alerted whatever the hour."""
     verdict = brief.safety.check_input(heard)
     common = dict(heard=heard, history=ctx.history, guard=brief.safety, max_words=brief.persona.max_words,
+                  child=ctx.child, guest=ctx.guest,
                   volume=ctx.parent.volume / 100, alert=verdict.category if verdict.action == "alert" else None)
     held = None if verdict.action == "alert" else gate(ctx.parent, ctx.talk_s_today, ctx.child, ctx.now)
     if held is not None:

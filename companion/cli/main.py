@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     from companion.cli import (bench_cmd, chat_cmd, children_cmd, demo_cmd, eval_cmd, memory_cmd, models_cmd,
-                               parent_cmd, service_cmd, voice_cmd)
+                               parent_cmd, service_cmd, voice_cmd, wyoming_cmd)
 
     models_cmd.add_parser(sub)
     chat_cmd.add_parser(sub)
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd.add_parser(sub)
     parent_cmd.add_parser(sub)
     service_cmd.add_parser(sub)
+    wyoming_cmd.add_parser(sub)
     return parser
 
 

@@ -29,6 +29,16 @@ def _quiet_session(model: Path, providers: list[str]):
     return ort.InferenceSession(str(model), so, providers=providers)
 
 
+def _language(model: Path) -> str | None:
+    import json
+
+    try:
+        code = json.loads(model.with_name(model.name + ".json").read_text(encoding="utf-8"))["language"]["code"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return code if isinstance(code, str) else None
+
+
 class PiperTTS:
     def __init__(self, voice_dir: Path, *, use_cuda: bool = False) -> None:
         from piper import PiperVoice
@@ -42,6 +52,8 @@ class PiperTTS:
         except Exception as err:  # noqa: BLE001
             raise ModelError(f"cannot load piper voice from {voice_dir}: {err}", code=MODEL_LOAD_FAILED) from err
         self.rate: int = int(self._voice.config.sample_rate)
+        #: The voice's language as its config names it ("en_US"), or None.
+        self.language: str | None = _language(model)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tts")
 
     def close(self) -> None:

@@ -29,15 +29,18 @@ from companion.turn.model import SmartTurn, load_turn_model
 from companion.vad.endpoint import Endpointer
 from companion.vad.silero import SileroVAD
 from companion.voice.loop import VoiceLoop
+from companion.wyoming.remote import RemoteASR, RemoteBrain, RemoteTTS, with_remote
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class VoiceModels:
-    generator: Generator
-    asr: WhisperASR
-    tts: PiperTTS
+    #: The robot's own model, or a family server's brain with it behind (``[remote] handle``).
+    generator: Generator | RemoteBrain
+    #: The robot's own ASR and TTS, or a Wyoming server's with them behind (``[remote]``).
+    asr: WhisperASR | RemoteASR
+    tts: PiperTTS | RemoteTTS
     vad_path: Path
     load_s: float
     #: The fact cards and the sentence encoder (None: grounding off in the config).
@@ -70,6 +73,8 @@ def load_voice_models(config: CompanionConfig, cache: ModelCache | None = None) 
     knowledge = understanding.knowledge
     asr.warm()
     tts.warm()
+    # A stage the config hands to a Wyoming server in the house, with the robot's own model behind it.
+    asr, tts, generator = with_remote(asr, tts, generator, config.remote)
     if knowledge is not None:
         knowledge.find("warm up")
     if understanding.safety is not None:
