@@ -22,8 +22,18 @@ install -d -m 0755 /etc/systemd/system/companion.service.d
 sudo -u companion COMPANION_MODELS_DIR=/var/cache/companion/models "$dest/.venv/bin/companion" service memory-max \
     > /etc/systemd/system/companion.service.d/memory.conf
 chmod 0644 /etc/systemd/system/companion.service.d/memory.conf
+# The parents' dashboard: its own unit, HTTPS on the home network only. Its self-signed certificate is made
+# now, as the service user, in the state directory (an existing one is kept: parents already checked it).
+install -m 0644 "$dest/systemd/companion-parent.service" /etc/systemd/system/companion-parent.service
+sudo -u companion COMPANION_DATA_DIR=/var/lib/companion "$dest/.venv/bin/companion" parent certificate >/dev/null
+# The Wyoming server (asr, tts, the child-safe brain for Home Assistant or another robot): installed, off
+# until a parent or maker turns it on (systemd/README.md); it loads the voice models a second time.
+install -m 0644 "$dest/systemd/companion-wyoming.service" /etc/systemd/system/companion-wyoming.service
 systemctl daemon-reload
-systemctl enable --now companion.service
+systemctl enable --now companion.service companion-parent.service
 sudo -u companion COMPANION_MODELS_DIR=/var/cache/companion/models COMPANION_DATA_DIR=/var/lib/companion \
     "$dest/.venv/bin/companion" doctor || true
 echo "installed; follow it with: journalctl -u companion -f"
+echo "parents' dashboard (set its password first: sudo -u companion COMPANION_DATA_DIR=/var/lib/companion" \
+    "$dest/.venv/bin/companion parent set-password):"
+sudo -u companion COMPANION_DATA_DIR=/var/lib/companion "$dest/.venv/bin/companion" parent url
