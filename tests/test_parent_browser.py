@@ -54,10 +54,11 @@ def test_a_parent_uses_the_dashboard_from_a_phone(real_cache, tmp_path):
                "--out", str(tmp_path / "first"))
     _companion("parent", "set-password", "--stdin", "--data-dir", str(data), stdin=PASSWORD + "\n")
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "companion", "parent", "serve", "--host", "127.0.0.1",
-                               "--port", str(port), "--data-dir", str(data)], stdout=subprocess.PIPE,
+    # As companion-parent.service runs it: HTTPS with the robot's self-signed certificate.
+    server = subprocess.Popen([sys.executable, "-m", "companion", "parent", "serve", "--service", "--host",
+                               "127.0.0.1", "--port", str(port), "--data-dir", str(data)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -67,9 +68,20 @@ def test_a_parent_uses_the_dashboard_from_a_phone(real_cache, tmp_path):
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
                 time.sleep(0.2)
+        # The certificate the server presents is the one whose fingerprint `companion parent url` tells parents.
+        import hashlib
+        import ssl
+
+        der = ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate(("127.0.0.1", port)))
+        served = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+        told = _companion("parent", "url", "--data-dir", str(data), "--port", str(port)).stdout
+        assert served in told, (served, told)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+            # A parent accepts the self-signed certificate once, after comparing its fingerprint.
+            context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                                          ignore_https_errors=True)
+            page = context.new_page()
             page.goto(url + "/")
             assert page.url.endswith("/login")
             page.fill("#password", "not the password")
@@ -78,6 +90,8 @@ def test_a_parent_uses_the_dashboard_from_a_phone(real_cache, tmp_path):
             page.fill("#password", PASSWORD)
             page.click("button[type=submit]")
             assert page.url == url + "/" and "mia" in page.inner_text("#child-mia")
+            cookies = context.cookies()
+            assert cookies and all(c["secure"] and c["httpOnly"] for c in cookies), cookies
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "parent-overview.png"), full_page=True)
 

@@ -167,6 +167,13 @@ def test_speech_comes_back_whole_or_a_sentence_at_a_time_while_the_text_streams(
         assert got[0].type == "audio-start" and AudioStart.from_event(got[0]).rate == 22_050
         samples = sum(len(AudioChunk.from_event(e).audio) // 2 for e in got if e.type == "audio-chunk")
         assert samples == 100 * len("Hello there.")
+        # Two sentences, not streamed: one audio cycle, its first audio sent once the first clause is made.
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            await client.write_event(Synthesize(text="Hello there, my friend. How are you today?").event())
+            got = await _events(client, "audio-stop")
+        assert [e.type for e in got].count("audio-start") == 1
+        assert stages.tts.texts[1:] == ["Hello there, my friend.", "How are you today?"]
+        stages.tts.texts.clear()
         async with AsyncTcpClient("127.0.0.1", port) as client:
             await client.write_event(SynthesizeStart().event())
             for piece in ("Hello there, my ", "friend. How are", " you today?"):
@@ -176,7 +183,7 @@ def test_speech_comes_back_whole_or_a_sentence_at_a_time_while_the_text_streams(
             await client.write_event(SynthesizeStop().event())
             got = await _events(client, "synthesize-stopped")
         assert [e.type for e in got].count("audio-start") == 2 and got[-1].type == SynthesizeStopped().event().type
-        assert stages.tts.texts[1:] == ["Hello there, my friend.", "How are you today?"]
+        assert stages.tts.texts == ["Hello there, my friend.", "How are you today?"]
 
     asyncio.run(_with_server(stages, body))
 

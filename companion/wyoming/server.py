@@ -124,10 +124,10 @@ class CompanionHandler(AsyncEventHandler):
                 return await self._synthesize_start()
             elif SynthesizeChunk.is_type(event.type) and self._stream is not None:
                 for piece in self._stream.push(SynthesizeChunk.from_event(event).text):
-                    await self._speak(piece)
+                    await self._speak([piece])
             elif SynthesizeStop.is_type(event.type) and self._stream is not None:
                 for piece in self._stream.flush():
-                    await self._speak(piece)
+                    await self._speak([piece])
                 self._stream = None
                 await self.write_event(SynthesizeStopped().event())
             elif Synthesize.is_type(event.type):
@@ -177,20 +177,30 @@ class CompanionHandler(AsyncEventHandler):
         return True
 
     async def _synthesize(self, text: str) -> bool:
+        """One ``audio-start``/``audio-chunk``*/``audio-stop`` cycle, its first audio sent once the first
+        clause is synthesised (not the whole text: what wyoming-piper does too)."""
         if self.stages.tts is None:
             await self._error("this server does not speak (started without tts)", STAGE_NOT_SERVED)
             return True
-        await self._speak(text)
+        splitter = ClauseSplitter()
+        await self._speak(splitter.push(text) + splitter.flush())
         return True
 
-    async def _speak(self, text: str) -> None:
-        """One piece of text as one ``audio-start``/``audio-chunk``*/``audio-stop`` cycle."""
-        speech = await self.stages.tts.synthesize(text)
-        fmt = dict(rate=speech.rate, width=2, channels=1)
-        await self.write_event(AudioStart(**fmt).event())
-        for start in range(0, len(speech.samples), CHUNK_SAMPLES):
-            await self.write_event(AudioChunk(audio=pcm16(speech.samples[start:start + CHUNK_SAMPLES]),
-                                              **fmt).event())
+    async def _speak(self, pieces: list[str]) -> None:
+        """The pieces of text as one ``audio-start``/``audio-chunk``*/``audio-stop`` cycle, each piece's audio
+        sent as soon as it is synthesised."""
+        fmt = None
+        for piece in pieces:
+            speech = await self.stages.tts.synthesize(piece)
+            if fmt is None:
+                fmt = dict(rate=speech.rate, width=2, channels=1)
+                await self.write_event(AudioStart(**fmt).event())
+            for start in range(0, len(speech.samples), CHUNK_SAMPLES):
+                await self.write_event(AudioChunk(audio=pcm16(speech.samples[start:start + CHUNK_SAMPLES]),
+                                                  **fmt).event())
+        if fmt is None:  # nothing to say (empty text): an empty cycle, so the client is not left waiting
+            fmt = dict(rate=getattr(self.stages.tts, "rate", 22_050), width=2, channels=1)
+            await self.write_event(AudioStart(**fmt).event())
         await self.write_event(AudioStop().event())
 
     # -- handle ----------------------------------------------------------------------------
