@@ -16,8 +16,8 @@ from companion.errors import ConfigError
 from companion.tts.piper_voice import Speech
 from companion.wyoming.config import RemoteConfig
 from companion.wyoming.remote import RemoteASR, RemoteTTS, describe
-from companion.wyoming.server import Stages
-from tests.test_wyoming import FakeASR, FakeTTS, _free_port, _stages, _with_server
+from tests.conftest import free_port
+from tests.test_wyoming import FakeASR, _stages, _with_server
 
 
 class LocalASR:
@@ -48,6 +48,13 @@ class SlowASR(FakeASR):
     async def transcribe(self, audio, *, speech_ratio: float = 1.0):
         await asyncio.sleep(5)
         return await super().transcribe(audio)
+
+
+class StockPhraseASR(FakeASR):
+    """An upstream server without the robot's guard: Whisper's "Thank you." on a mostly silent clip."""
+
+    async def transcribe(self, audio, *, speech_ratio: float = 1.0):
+        return Transcript(" Thank you.", 0.0, 0.0, 5.0)
 
 
 class Clock:
@@ -90,7 +97,7 @@ def test_asr_on_the_server_with_the_robots_own_guard():
 
 
 def test_a_dead_server_costs_the_child_nothing_and_is_retried_later(caplog):
-    port = _free_port()  # nothing listens there: refused at once
+    port = free_port()  # nothing listens there: refused at once
     clock = Clock()
     config = RemoteConfig(asr=f"tcp://127.0.0.1:{port}", retry_after_s=30)
     local = LocalASR()
@@ -144,6 +151,16 @@ def test_a_server_error_and_a_hallucination_on_noise():
         # The fake server rejects near-silence with an empty transcript: empty is rejected here too.
         got = await asr.transcribe(np.zeros(16_000, np.float32))
         assert got.text == "" and got.rejected == "empty"
+        # A server without the guard: its stock phrase on a clip that is mostly not speech is the robot's to drop.
+        stock = _stages(asr=StockPhraseASR())
+
+        async def unguarded(p3):
+            c3 = RemoteConfig(asr=f"tcp://127.0.0.1:{p3}")
+            asr3 = RemoteASR(c3.asr, LocalASR(), c3)
+            assert (await asr3.transcribe(_speech(), speech_ratio=0.3)).rejected == "hallucination"
+            assert (await asr3.transcribe(_speech(), speech_ratio=0.9)).rejected is None  # a child may say it
+
+        await _with_server(stock, unguarded)
         # A server that serves no asr answers with an error: the robot's own model takes it.
         only_tts = _stages(asr=None)
 
@@ -173,7 +190,7 @@ def test_remote_speech_comes_at_the_robots_rate_and_falls_back():
         assert float(np.median(speech.samples)) == pytest.approx(0.25, abs=0.01)
 
     asyncio.run(_with_server(stages, body))
-    config = RemoteConfig(tts=f"tcp://127.0.0.1:{_free_port()}")
+    config = RemoteConfig(tts=f"tcp://127.0.0.1:{free_port()}")
     local = LocalTTS()
     tts = RemoteTTS(config.tts, local, config)
     speech = asyncio.run(tts.synthesize("Hello!"))
@@ -202,7 +219,7 @@ def _remote_reply(port: int | None, heard: str, *, child: str = "Mia", guest: bo
     from companion.voice.testing import ScriptedBrain, ScriptedModel
     from companion.wyoming.remote import RemoteBrain
 
-    uri = f"tcp://127.0.0.1:{port or _free_port()}"
+    uri = f"tcp://127.0.0.1:{port or free_port()}"
     local = local or ScriptedModel({}, default="The robot's own answer.")
     brain = RemoteBrain(uri, local, RemoteConfig(handle=uri))
 
@@ -253,3 +270,29 @@ def test_a_turn_the_robot_answers_itself_never_reaches_the_server():
         assert brain.link.served == 0 and "Mia" not in stages.brains
 
     asyncio.run(_with_server(stages, body))
+
+
+class StopsMidReplyBrain:
+    """A family server that says its first words, then falls over."""
+
+    def __init__(self, child: str) -> None:
+        self.child = child
+
+    async def reply(self, heard: str, on_chunk=None):
+        await on_chunk("Octopuses have three hearts.")
+        raise RuntimeError("the PC went to sleep")
+
+
+def test_a_brain_server_failing_mid_reply_ends_the_reply_there_and_is_marked_down(caplog):
+    stages = _stages(brain_for=lambda child, guest=False: StopsMidReplyBrain(child or "sam"))
+
+    async def body(port):
+        brain, run = _remote_reply(port, "tell me about octopuses")
+        chunks = await run()
+        assert " ".join(c.text for c in chunks) == "Octopuses have three hearts."  # not the local model's too
+        assert brain.link.failures == 1 and brain.link.served == 0 and brain.link.down_until > 0
+        assert "WYOMING_STAGE_FAILED" in brain.link.last_error
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(_with_server(stages, body))
+    assert "[REMOTE_HANDLE_FAILED]" in caplog.text

@@ -119,15 +119,25 @@ def read_all_from(data: BinaryIO, *, name: str, rate: int = PIPELINE_RATE, max_s
     return np.concatenate(chunks)
 
 
+def to_pcm16(samples: np.ndarray) -> bytes:
+    """float32 in [-1, 1] -> 16-bit little-endian PCM (WAV files, the Wyoming protocol)."""
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def from_pcm16(data: bytes) -> np.ndarray:
+    """16-bit little-endian PCM -> float32 in [-1, 1)."""
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+
 def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
     """16-bit PCM mono WAV, written to a temp name and renamed so a crash leaves no half file."""
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2")
+    pcm = to_pcm16(samples)
     tmp = path.with_suffix(path.suffix + ".part")
     with wave.open(str(tmp), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)
         wav.setframerate(rate)
-        wav.writeframes(pcm.tobytes())
+        wav.writeframes(pcm)
     tmp.replace(path)
 
 

@@ -26,7 +26,7 @@ from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize
 
 from companion.asr.whisper import Transcript, judge
-from companion.audio.files import resample
+from companion.audio.files import from_pcm16, resample, to_pcm16
 from companion.audio.frames import PIPELINE_RATE
 from companion.llm.generate import GenerationResult, TokenEvent
 from companion.tts.piper_voice import Speech
@@ -44,7 +44,7 @@ class RemoteFailed(Exception):
 
 @dataclass
 class LinkState:
-    """How a remote stage has been doing (``companion doctor`` and the journal say it)."""
+    """How a remote stage has been doing (the journal says when it fails and when it is back)."""
 
     stage: str
     uri: str
@@ -55,10 +55,6 @@ class LinkState:
 
     def available(self, now: float) -> bool:
         return now >= self.down_until
-
-    def to_json(self) -> dict:
-        return {"stage": self.stage, "uri": self.uri, "failures": self.failures, "served": self.served,
-                "last_error": self.last_error, "down": self.down_until > time.monotonic()}
 
 
 class _Remote:
@@ -137,7 +133,7 @@ class RemoteASR(_Remote):
                           rejected=judge(text, 0.0, 0.0, speech_ratio, self.config_asr))
 
     async def _remote(self, audio: np.ndarray) -> str:
-        pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+        pcm = to_pcm16(audio)
         fmt = dict(rate=PIPELINE_RATE, width=2, channels=1)
         async with self._client() as client:
             await client.write_event(Transcribe(language=self.config_asr.language).event())
@@ -194,8 +190,7 @@ class RemoteTTS(_Remote):
                     break
         if rate is None or not parts:
             raise RemoteFailed("no audio in the answer")
-        samples = np.frombuffer(b"".join(parts), dtype="<i2").astype(np.float32) / 32768.0
-        return resample(samples, rate, self.rate)
+        return resample(from_pcm16(b"".join(parts)), rate, self.rate)
 
     def synthesize_sync(self, text: str) -> Speech:
         return self.local.synthesize_sync(text)
@@ -237,32 +232,29 @@ class RemoteBrain(_Remote):
             events = self._events(plan)
             try:
                 while True:
-                    timeout = self.config.connect_timeout_s + self.timeout_s
                     try:
-                        text = await asyncio.wait_for(events.__anext__(), timeout=timeout)
+                        text = await asyncio.wait_for(anext(events), timeout=self.config.connect_timeout_s
+                                                      + self.timeout_s)
                     except StopAsyncIteration:
                         break
                     first = first if first is not None else time.perf_counter() - started
                     said.append(text)
                     yield TokenEvent(-1, text if len(said) == 1 else " " + text, len(said) - 1,
                                      time.perf_counter() - started)
+                if not said:
+                    raise RemoteFailed("the server said nothing")
+                self._served()
             except asyncio.CancelledError:
                 raise
             except (OSError, asyncio.TimeoutError, RemoteFailed, ValueError) as err:
-                self._failed(err)
-                if not said:
-                    async for item in self.local.stream(plan.prompt, params, gate, plan.avoid):
-                        yield item
-                    return
+                self._failed(err)  # before its first words: the robot's own model answers; after: the reply ends
             finally:
                 await events.aclose()
-            if said:
-                self._served()
-                yield GenerationResult(" ".join(said), (), "stop", len(plan.prompt), 0, first,
-                                       time.perf_counter() - started)
-                return
-        async for item in self.local.stream(plan.prompt, params, gate, plan.avoid):
-            yield item
+        if not said:
+            async for item in self.local.stream(plan.prompt, params, gate, plan.avoid):
+                yield item
+            return
+        yield GenerationResult(" ".join(said), (), "stop", len(plan.prompt), 0, first, time.perf_counter() - started)
 
     async def _events(self, plan):
         """The server's checked pieces of the reply, as they come."""
@@ -312,6 +304,3 @@ def with_remote(asr, tts, model, config: RemoteConfig):
         model = RemoteBrain(config.handle, model, config)
     return asr, tts, model
 
-
-def links(*stages) -> list[LinkState]:
-    return [s.link for s in stages if isinstance(s, _Remote)]

@@ -39,6 +39,7 @@ from wyoming.info import Describe, Info
 from wyoming.server import AsyncEventHandler, AsyncServer
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
 
+from companion.audio.files import from_pcm16, to_pcm16
 from companion.audio.frames import PIPELINE_RATE
 from companion.errors import CompanionError
 from companion.tts.clauses import ClauseSplitter
@@ -68,11 +69,6 @@ class Stages:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-def pcm16(samples: np.ndarray) -> bytes:
-    """float32 in [-1, 1] -> 16-bit little-endian PCM."""
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-
-
 class _Recording:
     """The audio of one ``transcribe``: converted to 16 kHz mono 16-bit, the last ``max_s`` kept."""
 
@@ -92,8 +88,7 @@ class _Recording:
             self.cut = True
 
     def samples(self) -> np.ndarray:
-        pcm = b"".join(self.chunks)[-self.max_bytes:]
-        return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+        return from_pcm16(b"".join(self.chunks)[-self.max_bytes:])
 
 
 class CompanionHandler(AsyncEventHandler):
@@ -196,11 +191,10 @@ class CompanionHandler(AsyncEventHandler):
                 fmt = dict(rate=speech.rate, width=2, channels=1)
                 await self.write_event(AudioStart(**fmt).event())
             for start in range(0, len(speech.samples), CHUNK_SAMPLES):
-                await self.write_event(AudioChunk(audio=pcm16(speech.samples[start:start + CHUNK_SAMPLES]),
+                await self.write_event(AudioChunk(audio=to_pcm16(speech.samples[start:start + CHUNK_SAMPLES]),
                                                   **fmt).event())
         if fmt is None:  # nothing to say (empty text): an empty cycle, so the client is not left waiting
-            fmt = dict(rate=getattr(self.stages.tts, "rate", 22_050), width=2, channels=1)
-            await self.write_event(AudioStart(**fmt).event())
+            await self.write_event(AudioStart(rate=self.stages.tts.rate, width=2, channels=1).event())
         await self.write_event(AudioStop().event())
 
     # -- handle ----------------------------------------------------------------------------
