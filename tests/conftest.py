@@ -17,6 +17,47 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RECORDINGS = recordings_dir()
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a server the test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(proc, port: int, timeout_s: float = 60.0) -> None:
+    """Until ``proc`` (a server the test started) accepts connections on ``port``; fails with its stderr
+    if it exits or does not listen in time."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-2000:]
+            time.sleep(0.2)
+
+
+def unit_exposure(unit: Path, tmp_path: Path) -> float:
+    """A systemd unit of ``systemd/``, checked by ``systemd-analyze verify`` (its ExecStart pointed at this
+    checkout's own command, which verify requires to exist), and its ``security --offline`` exposure."""
+    import subprocess
+    import sys
+
+    copy = tmp_path / unit.name
+    exe = Path(sys.executable).with_name("companion")
+    copy.write_text(unit.read_text().replace("/opt/companion/.venv/bin/companion", str(exe)))
+    verify = subprocess.run(["systemd-analyze", "verify", "--man=no", str(copy)], capture_output=True, text=True)
+    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
+    security = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(copy)], capture_output=True,
+                              text=True)
+    return float(security.stdout.split(f"Overall exposure level for {unit.name}:")[1].split()[0])
+
+
 def shared_eval(name: str) -> Path:
     """``../shared/eval/<name>``. Where it is absent the test is skipped, saying so; in CI (``CI=true``),
     which has the shared folder, its absence is a failure rather than a quiet skip."""

@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from companion.memory.store import MemoryStore
 from companion.parent.settings import RESTING_LINE
+from tests.conftest import free_port, wait_for_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / ".ci" / "artifacts"
@@ -40,12 +40,6 @@ def _companion(*args: str, stdin: str | None = None, timeout: float = 600) -> su
     return proc
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_parent_uses_the_dashboard_from_a_phone(real_cache, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -53,21 +47,14 @@ def test_a_parent_uses_the_dashboard_from_a_phone(real_cache, tmp_path):
     _companion("simulate", "--say", "My favourite colour is green.", "--child", "mia", "--data-dir", str(data),
                "--out", str(tmp_path / "first"))
     _companion("parent", "set-password", "--stdin", "--data-dir", str(data), stdin=PASSWORD + "\n")
-    port = _free_port()
+    port = free_port()
     # As companion-parent.service runs it: HTTPS with the robot's self-signed certificate.
     server = subprocess.Popen([sys.executable, "-m", "companion", "parent", "serve", "--service", "--host",
                                "127.0.0.1", "--port", str(port), "--data-dir", str(data)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     url = f"https://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
-                time.sleep(0.2)
+        wait_for_port(server, port)
         # The certificate the server presents is the one whose fingerprint `companion parent url` tells parents.
         import hashlib
         import ssl
@@ -137,7 +124,7 @@ def test_the_robot_serves_the_dashboard_beside_the_loop(real_cache, tmp_path):
 
     silence = tmp_path / "silence.wav"
     write_wav(silence, np.zeros(16000, np.float32), 16000)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "companion", "run", "--simulate", str(silence), "--data-dir",
                              str(tmp_path / "data"), "--parent-port", str(port)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

@@ -10,7 +10,6 @@ import ssl
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from cryptography import x509
 
 from companion.parent.app import LOGIN_COOKIE
 from companion.parent.tls import CertificateError, certificate_folder, ensure_certificate, fingerprint
+from tests.conftest import free_port, unit_exposure, wait_for_port
 
 UNIT = Path(__file__).resolve().parents[1] / "systemd" / "companion-parent.service"
 HOME_NETWORK = {"localhost", "link-local", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}
@@ -39,16 +39,7 @@ def _companion(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_unit_verifies_is_rated_ok_and_reaches_only_the_home_network(tmp_path):
-    unit = tmp_path / UNIT.name
-    # verify checks that ExecStart exists: point it at this checkout's own command.
-    exe = Path(sys.executable).with_name("companion")
-    unit.write_text(UNIT.read_text().replace("/opt/companion/.venv/bin/companion", str(exe)))
-    verify = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True)
-    assert verify.returncode == 0 and not verify.stderr.strip(), verify.stderr
-    security = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)], capture_output=True,
-                              text=True)
-    score = float(security.stdout.split(f"Overall exposure level for {UNIT.name}:")[1].split()[0])
-    assert score <= 3.0, security.stdout[-500:]
+    assert unit_exposure(UNIT, tmp_path) <= 3.0
 
     d = _directives(UNIT.read_text())
     assert d["ExecStart"] == ["/opt/companion/.venv/bin/companion parent serve --service"]
@@ -111,26 +102,13 @@ def test_an_unusable_certificate_is_a_coded_error_and_is_kept(tmp_path):
     assert "companion parent certificate" in proc.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_https_round_trip_with_secure_cookie_and_the_fingerprint_parents_check(tmp_path):
-    data, port = tmp_path / "data", _free_port()
+    data, port = tmp_path / "data", free_port()
     server = subprocess.Popen([sys.executable, "-m", "companion", "parent", "serve", "--tls", "--port", str(port),
                                "--host", "127.0.0.1", "--data-dir", str(data)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
-                time.sleep(0.2)
+        wait_for_port(server, port)
         cert = certificate_folder(data) / "cert.pem"
         # Trusts exactly the robot's certificate, and checks that it names 127.0.0.1.
         context = ssl.create_default_context(cafile=str(cert))

@@ -19,7 +19,7 @@ from companion.audio.sinks import SimulatedSpeaker
 from companion.audio.sources import Segment, SimulatedMicrophone
 from companion.service.notify import Notifier
 from companion.service.runner import serve
-from tests.conftest import RECORDINGS
+from tests.conftest import RECORDINGS, unit_exposure
 
 UNIT = Path(__file__).resolve().parents[1] / "systemd" / "companion.service"
 JFK = RECORDINGS / "jfk.flac"
@@ -47,16 +47,7 @@ def _drain(sock, until: float) -> list[str]:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_unit_verifies_and_is_rated_ok_by_systemd_analyze(tmp_path):
-    unit = tmp_path / "companion.service"
-    # verify checks that ExecStart exists: point it at this checkout's own command.
-    exe = Path(sys.executable).with_name("companion")
-    unit.write_text(UNIT.read_text().replace("/opt/companion/.venv/bin/companion", str(exe)))
-    verify = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True)
-    assert verify.returncode == 0, verify.stderr
-    security = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)], capture_output=True,
-                              text=True)
-    score = float(security.stdout.split("Overall exposure level for companion.service:")[1].split()[0])
-    assert score <= 3.0, security.stdout[-500:]
+    assert unit_exposure(UNIT, tmp_path) <= 3.0
     text = UNIT.read_text()
     for directive in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "StartLimitBurst=", "StateDirectory=",
                       "CacheDirectory=", "SupplementaryGroups=audio", "ProtectSystem=strict", "ProtectHome=",

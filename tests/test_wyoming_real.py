@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from wyoming.asr import Transcript
 from wyoming.client import AsyncTcpClient
@@ -22,8 +21,8 @@ from wyoming.info import Describe, Info
 
 from companion.audio.files import read_all, write_wav
 from companion.audio.frames import PIPELINE_RATE
-from tests.conftest import RECORDINGS
-from tests.test_wyoming import _events, _free_port
+from tests.conftest import RECORDINGS, free_port
+from tests.test_wyoming import _events
 
 pytestmark = pytest.mark.real_model
 
@@ -35,7 +34,7 @@ class Server:
     """A ``companion wyoming`` process on 127.0.0.1."""
 
     def __init__(self, tmp_path: Path, stages: str, env: dict) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.uri = f"tcp://127.0.0.1:{self.port}"
         self.data_dir = tmp_path / "robot"
         self.proc = subprocess.Popen([sys.executable, "-m", "companion", "wyoming", "--uri", self.uri, "--stages", stages,
