@@ -69,7 +69,7 @@ def cmd_wyoming(args: argparse.Namespace) -> int:
             understanding = load_understanding(config, cache)
             memory = MemoryStore(args.data_dir or default_data_dir())
 
-            def brain_for(child: str | None, guest: bool = False) -> Conversation:
+            def open_brain(child: str | None, guest: bool = False) -> Conversation:
                 name = child or config.children.default
                 key = f"{name}\0guest" if guest else name
                 if key not in brains:
@@ -77,6 +77,7 @@ def cmd_wyoming(args: argparse.Namespace) -> int:
                                                understanding.safety, guest=guest)
                 return brains[key]
 
+            brain_for = open_brain
             brain_for(None)  # a bad default child name fails here, at start, not at the first request
         info = build_info(asr=manifests.get(config.asr.model) if asr else None, asr_languages=[config.asr.language],
                           tts=manifests.get(persona.voice) if tts else None,

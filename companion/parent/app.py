@@ -198,7 +198,8 @@ def create_app(memory: MemoryStore | MemoryWorker, config: CompanionConfig, *,
         try:
             recordings = await _read_recordings(request)
         except ConfigError as err:
-            return await db.call(lambda _s: memory(request, status=400, voice_message=err.message, voice_error=True))
+            message = err.message
+            return await db.call(lambda _s: memory(request, status=400, voice_message=message, voice_error=True))
 
         def make(_store) -> Response:
             from companion.speaker.enrol import SpeakerError, enrol
