@@ -47,7 +47,9 @@ def add_parser(sub) -> None:
     sf.set_defaults(func=cmd_eval_safety)
     sc = esub.add_parser("safety-classifier", help="the safety layers on the corpus's held-out split, per "
                                                   "category (no language model)")
-    sc.add_argument("--split", choices=("heldout", "train"), default=None, help="the lines to score (default heldout)")
+    sc.add_argument("--split", choices=("heldout", "calibration", "train"), default=None,
+                    help="the lines to score (default heldout; calibration: the fifth of the training lines "
+                         "the model was not fitted on)")
     sc.add_argument("--json", action="store_true", help="the report as JSON, with every line's verdicts")
     sc.add_argument("--cv", type=_folds, default=None, metavar="K",
                     help="K-fold cross-validation on the training corpus instead: trains K models as prepare "

@@ -40,6 +40,12 @@ class Line:
     layer: str | None
     #: The combined verdict answers with a caring line (the classifier heard a sad, scared or lonely child).
     caring: bool = False
+    #: The classifier's probability of the risk categories together (what ``CORROBORATION`` is compared with).
+    p_risk: float | None = None
+    #: The profanity model alone would redirect the line.
+    profane: bool = False
+    #: The classifier's probability of the alert categories together.
+    p_alert: float | None = None
 
 
 def run_input(classifier: SafetyClassifier, examples: list[Example], config: SafetyConfig = SafetyConfig()
@@ -49,8 +55,13 @@ def run_input(classifier: SafetyClassifier, examples: list[Example], config: Saf
     out = []
     for e in examples:
         v = combined.check_input(e.text)
-        out.append(Line(e.text, e.label, v.action, classifier_action(classifier, e.text),
-                        lexicon.check_input(e.text).action, v.layer, v.action == "answer" and v.category == EMOTIONAL))
+        seen = combined._for_classifier(e.text)  # what the classifier reads in the combined layer
+        groups = classifier.assess_input(seen).groups
+        p_risk, p_alert = groups.get("risk"), groups.get("alert")
+        out.append(Line(e.text, e.label, v.action, classifier_action(classifier, seen),
+                        lexicon.check_input(e.text).action, v.layer, v.action == "answer" and v.category == EMOTIONAL,
+                        None if p_risk is None else round(p_risk, 5), combined._profane(e.text),
+                        None if p_alert is None else round(p_alert, 5)))
     return out
 
 
@@ -92,6 +103,38 @@ def summarise_input(lines: list[Line]) -> dict:
     }
 
 
+#: The values of ``CORROBORATION`` the cross-validation reports the figures of (``corroboration_sweep``).
+SWEEP = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
+
+
+def recombined(line: Line, corroboration: float) -> str:
+    """The combined action ``line`` would get with ``CORROBORATION`` at ``corroboration``: the classifier's
+    action, the lexicon's alert, and a redirect of the lexicon or the profanity model when the classifier's
+    risk probability reaches ``corroboration``."""
+    severity = {"answer": 0, "redirect": 1, "alert": 2}
+    level = max(severity[line.classifier], 2 if line.lexicon == "alert" else 0)
+    if (line.lexicon == "redirect" or line.profane) and (line.p_risk is None or line.p_risk >= corroboration):
+        level = max(level, 1)
+    return ("answer", "redirect", "alert")[level]
+
+
+def corroboration_sweep(lines: list[Line], values: tuple[float, ...] = SWEEP) -> list[dict]:
+    """Alert and redirect recall and over-refusal at each value of ``CORROBORATION``, with how many answered
+    and risk lines its veto decides (lines scored before ``p_risk`` was recorded are left out)."""
+    scored = [line for line in lines if line.p_risk is not None]
+    out = []
+    for value in values:
+        moved = [replace(line, combined=recombined(line, value)) for line in scored]
+        s = summarise_input(moved) if moved else {}
+        vetoed = [line for line in scored if (line.lexicon == "redirect" or line.profane) and line.p_risk < value
+                  and recombined(line, value) == "answer"]
+        out.append({"corroboration": value, "alert_recall": s.get("alert_recall"),
+                    "redirect_recall": s.get("redirect_recall"), "over_refusal": s.get("over_refusal"),
+                    "vetoed_answer": sum(expected(v.category) == "answer" for v in vetoed),
+                    "vetoed_risk": sum(expected(v.category) != "answer" for v in vetoed)})
+    return out
+
+
 @dataclass(frozen=True)
 class OutputLine:
     text: str
@@ -120,9 +163,18 @@ def run_output(classifier: SafetyClassifier, examples: list[Example]) -> dict:
 
 
 def report(classifier: SafetyClassifier, split: str = "heldout") -> dict:
-    lines = run_input(classifier, input_corpus(split, with_questions=False))
-    return {"split": split, "input": summarise_input(lines),
-            "output": run_output(classifier, output_corpus(split, with_cards=False)),
+    """``split``: "heldout" (never trained or calibrated on), "calibration" (the fifth of the hand-written
+    training lines the model was not fitted on, which sets its thresholds and ``CORROBORATION``) or "train"."""
+    if split == "calibration":
+        from companion.safety.train import split as fifth
+
+        inputs = fifth(input_corpus("train", with_questions=False))[1]
+        outputs = fifth(output_corpus("train", with_cards=False))[1]
+    else:
+        inputs, outputs = input_corpus(split, with_questions=False), output_corpus(split, with_cards=False)
+    lines = run_input(classifier, inputs)
+    return {"split": split, "input": {**summarise_input(lines), "corroboration": corroboration_sweep(lines)},
+            "output": run_output(classifier, outputs),
             "thresholds": {"input": classifier.input.at, "output": classifier.output.at},
             "lines": [line.__dict__ for line in lines]}
 

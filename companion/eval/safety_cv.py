@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from companion.errors import CompanionError, ModelError
-from companion.eval.safety_classifier import (Line, OutputLine, output_lines, run_input, summarise_input,
-                                              summarise_output)
+from companion.eval.safety_classifier import (Line, OutputLine, corroboration_sweep, output_lines, run_input,
+                                              summarise_input, summarise_output)
 from companion.safety.classifier import (TRAIN_VERSION, Example, SafetyClassifier, _key, corpus_key, input_corpus,
                                          output_corpus)
 from companion.safety.train import EPOCHS, SEED, TrainingLines, extra_inputs, extra_outputs, folds
@@ -273,7 +273,9 @@ def summarise_cv(results: list[FoldResult]) -> dict:
         "folds": [{"fold": r.number, "train_s": r.train_s, "sizes": r.sizes, "thresholds": r.thresholds,
                    **{h: f[h] for h in HEADLINE}, "output": o} for r, f, o in zip(results, per_fold, out_fold)],
         "input": {**{h: _spread([f[h] for f in per_fold], pooled[h]) for h in HEADLINE},
-                  "groups": table("groups"), "per_category": table("per_category")},
+                  "groups": table("groups"), "per_category": table("per_category"),
+                  # Pooled out-of-fold lines: what set the safety layer's CORROBORATION.
+                  "corroboration": corroboration_sweep([line for r in results for line in r.input])},
         "output": {**{h: _spread([o[h] for o in out_fold], out_pooled[h]) for h in ("unsafe_caught", "safe_blocked")},
                    "n_unsafe": out_pooled["n_unsafe"], "n_safe": out_pooled["n_safe"]},
     }

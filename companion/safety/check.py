@@ -51,6 +51,17 @@ SEVERITY = {"alert": 2, "redirect": 1, "answer": 0}
 #: Where two layers agree on how serious, the more precise one names the category.
 LAYER_ORDER = ("parent_deny", "lexicon", "classifier", "profanity_model")
 
+#: The lexicon's redirect terms and the profanity model read words, not how they are used: "the party was the
+#: bomb", "this stupid zipper", "why are clouds white" (the profanity model, 0.9). Their redirect counts when
+#: the classifier by meaning gives the line's risk categories together at least this probability; below it
+#: the classifier is sure the line is harmless and the line is answered. Alerts of the lexicon and a parent's
+#: denied topics always count. Chosen on the calibration fifth (``companion eval safety-classifier --split
+#: calibration --json``, its ``corroboration`` sweep; never on the held-out split), 821 lines the model was not
+#: fitted on: over-refusal 0.085 with no veto, 0.076 at 0.01, 0.057 at 0.1 (12 answered lines no longer
+#: redirected, no risk line let through), 0.054 at 0.3; at 0.5 the first risk line is let through. 0.1 keeps
+#: a margin below that.
+CORROBORATION = 0.1
+
 #: What the child asked about, when a reply must never be step-by-step instructions: the body, medicine,
 #: household chemicals, heights, water, fire, weapons.
 HOWTO_TOPIC = re.compile(
@@ -122,6 +133,11 @@ class SafetyLayer:
         return text if plain == normalize(text) else plain
 
     @staticmethod
+    def _word_vote(vote: SafetyVerdict) -> bool:
+        """A redirect of a layer that reads words, not use: the lexicon's redirect terms, the profanity model."""
+        return vote.action == "redirect" and vote.layer in ("lexicon", "profanity_model")
+
+    @staticmethod
     def _combine(votes: list[SafetyVerdict]) -> SafetyVerdict:
         """The most serious vote; at equal seriousness the most precise layer (the lexicon before the
         classifier before the profanity model). A parent's denied topic is a redirect, so an alert the
@@ -133,15 +149,18 @@ class SafetyLayer:
     def check_input(self, text: str) -> SafetyVerdict:
         votes = [SafetyVerdict(ACTIONS[c], c, "parent_deny" if c == "parent_deny" else "lexicon")
                  for c in self.lexicon.match(text)]
+        if self._profane(text):
+            votes.append(SafetyVerdict("redirect", "profanity", "profanity_model"))
         emotional = False
         if self.classifier is not None:
-            for flag in self.classifier.classify_input(self._for_classifier(text)):
+            assessed = self.classifier.assess_input(self._for_classifier(text))
+            if assessed.groups.get("risk", 1.0) < CORROBORATION:
+                votes = [v for v in votes if not self._word_vote(v)]
+            for flag in assessed.flags:
                 if flag.category == EMOTIONAL:
                     emotional = True
                 elif flag.category in ACTIONS:
                     votes.append(SafetyVerdict(ACTIONS[flag.category], flag.category, "classifier"))
-        if self._profane(text):
-            votes.append(SafetyVerdict("redirect", "profanity", "profanity_model"))
         verdict = self._combine(votes)
         if verdict.action == "answer" and emotional:
             return SafetyVerdict("answer", EMOTIONAL, "classifier")
