@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import jiwer
 import numpy as np
@@ -46,8 +47,16 @@ def test_simulate_jfk_from_the_command_line(real_cache, tmp_path):
     """The loop hears a paused sentence whole: JFK pauses 1.2 s after "And so my fellow Americans," and 1.1 s
     after "ask not what your country can do for you,"; the end-of-turn model keeps listening through both."""
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "companion", "simulate", str(RECORDINGS / "jfk.flac"), "--out",
-                           str(out), "--seed", "1"], capture_output=True, text=True, timeout=600)
+    # The safety classifier redirects this quote as `override` (0.99, since the session-10 corpus: a known false
+    # flag, in issue 14's note); this test is about hearing and timing, so it runs without that one layer and
+    # the model answers. The lexicon, the profanity model and the output guard stay on.
+    config = tmp_path / "companion.toml"
+    text = (Path(__file__).resolve().parents[1] / "configs" / "companion.toml").read_text()
+    config.write_text(text.replace("[safety]\n", "[safety]\nclassifier = false\n", 1))
+    assert "classifier = false" in config.read_text()
+    proc = subprocess.run([sys.executable, "-m", "companion", "--config", str(config), "simulate",
+                           str(RECORDINGS / "jfk.flac"), "--out", str(out), "--seed", "1"],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     turns = [json.loads(line) for line in (out / "turns.jsonl").read_text().splitlines()]
     assert len(turns) == 1, turns
