@@ -13,10 +13,12 @@ shared with the cross-validation, so its figures and the held-out report's mean 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from companion.safety.check import EMOTIONAL, SafetyConfig, SafetyLayer
-from companion.safety.classifier import Example, SafetyClassifier, action_of, input_corpus, output_corpus
+from companion.safety.check import EMOTIONAL, SafetyConfig, SafetyLayer, SafetyVerdict, combine
+from companion.safety.classifier import (Example, InputFlag, SafetyClassifier, action_of, input_corpus,
+                                         output_corpus)
 from companion.safety.lexicon import ACTIONS
 
 
@@ -44,8 +46,6 @@ class Line:
     p_risk: float | None = None
     #: The profanity model alone would redirect the line.
     profane: bool = False
-    #: The classifier's probability of the alert categories together.
-    p_alert: float | None = None
 
 
 def run_input(classifier: SafetyClassifier, examples: list[Example], config: SafetyConfig = SafetyConfig()
@@ -55,19 +55,18 @@ def run_input(classifier: SafetyClassifier, examples: list[Example], config: Saf
     out = []
     for e in examples:
         v = combined.check_input(e.text)
-        seen = combined._for_classifier(e.text)  # what the classifier reads in the combined layer
-        groups = classifier.assess_input(seen).groups
-        p_risk, p_alert = groups.get("risk"), groups.get("alert")
-        out.append(Line(e.text, e.label, v.action, classifier_action(classifier, seen),
-                        lexicon.check_input(e.text).action, v.layer, v.action == "answer" and v.category == EMOTIONAL,
-                        None if p_risk is None else round(p_risk, 5), combined._profane(e.text),
-                        None if p_alert is None else round(p_alert, 5)))
+        # What the classifier alone makes of the line, as it reads it in the combined layer.
+        assessed = classifier.assess_input(combined._for_classifier(e.text))
+        p_risk = assessed.groups.get("risk")
+        out.append(Line(e.text, e.label, v.action, flags_action(assessed.flags), lexicon.check_input(e.text).action,
+                        v.layer, v.action == "answer" and v.category == EMOTIONAL,
+                        None if p_risk is None else round(p_risk, 5), combined._profane(e.text)))
     return out
 
 
-def classifier_action(classifier: SafetyClassifier, text: str) -> str:
-    """What the classifier alone would do with ``text`` (no patterns, no profanity model)."""
-    actions = {ACTIONS[f.category] for f in classifier.classify_input(text) if f.category in ACTIONS}
+def flags_action(flags: Sequence[InputFlag]) -> str:
+    """What the classifier alone would do with a line it flagged so (no patterns, no profanity model)."""
+    actions = {ACTIONS[f.category] for f in flags if f.category in ACTIONS}
     return "alert" if "alert" in actions else "redirect" if "redirect" in actions else "answer"
 
 
@@ -103,7 +102,7 @@ def summarise_input(lines: list[Line]) -> dict:
     }
 
 
-#: The values of ``CORROBORATION`` the cross-validation reports the figures of (``corroboration_sweep``).
+#: The values of ``CORROBORATION`` whose figures every report gives (``corroboration_sweep``).
 SWEEP = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 
 
@@ -111,11 +110,10 @@ def recombined(line: Line, corroboration: float) -> str:
     """The combined action ``line`` would get with ``CORROBORATION`` at ``corroboration``: the classifier's
     action, the lexicon's alert, and a redirect of the lexicon or the profanity model when the classifier's
     risk probability reaches ``corroboration``."""
-    severity = {"answer": 0, "redirect": 1, "alert": 2}
-    level = max(severity[line.classifier], 2 if line.lexicon == "alert" else 0)
-    if (line.lexicon == "redirect" or line.profane) and (line.p_risk is None or line.p_risk >= corroboration):
-        level = max(level, 1)
-    return ("answer", "redirect", "alert")[level]
+    votes = [SafetyVerdict(line.classifier, None, "classifier"), SafetyVerdict(line.lexicon, None, "lexicon")]
+    if line.profane:
+        votes.append(SafetyVerdict("redirect", "profanity", "profanity_model"))
+    return combine([v for v in votes if v.action != "answer"], line.p_risk, corroboration).action
 
 
 def corroboration_sweep(lines: list[Line], values: tuple[float, ...] = SWEEP) -> list[dict]:

@@ -274,7 +274,7 @@ def summarise_cv(results: list[FoldResult]) -> dict:
                    **{h: f[h] for h in HEADLINE}, "output": o} for r, f, o in zip(results, per_fold, out_fold)],
         "input": {**{h: _spread([f[h] for f in per_fold], pooled[h]) for h in HEADLINE},
                   "groups": table("groups"), "per_category": table("per_category"),
-                  # Pooled out-of-fold lines: what set the safety layer's CORROBORATION.
+                  # CORROBORATION's sweep on the pooled out-of-fold lines (set on the calibration fifth).
                   "corroboration": corroboration_sweep([line for r in results for line in r.input])},
         "output": {**{h: _spread([o[h] for o in out_fold], out_pooled[h]) for h in ("unsafe_caught", "safe_blocked")},
                    "n_unsafe": out_pooled["n_unsafe"], "n_safe": out_pooled["n_safe"]},

@@ -80,6 +80,19 @@ HOWTO_TEXT = re.compile(
     r"\byou(ll| will)? need (a|an|some|to)\b|\ball you (have|need) to do\b")
 
 
+def combine(votes: list[SafetyVerdict], risk: float | None = None, corroboration: float = CORROBORATION
+            ) -> SafetyVerdict:
+    """The most serious vote; at equal seriousness the most precise layer (the lexicon before the classifier
+    before the profanity model). A parent's denied topic is a redirect, so an alert the classifier sees in the
+    same words still wins. A redirect of a layer that reads words (the lexicon, the profanity model) is dropped
+    when the classifier's ``risk`` is below ``corroboration``; ``risk`` None (no classifier) drops nothing."""
+    if risk is not None and risk < corroboration:
+        votes = [v for v in votes if not (v.action == "redirect" and v.layer in ("lexicon", "profanity_model"))]
+    if not votes:
+        return ANSWER
+    return min(votes, key=lambda v: (-SEVERITY[v.action], LAYER_ORDER.index(v.layer or "lexicon")))
+
+
 def _plain(text: str) -> str:
     from companion.safety.normalize import normalize
 
@@ -94,7 +107,7 @@ def is_howto(reply: str, heard: str) -> bool:
 
 
 class SafetyLayer:
-    """Every layer looks at every line; the most serious verdict wins (see ``_combine``)."""
+    """Every layer looks at every line; the most serious verdict wins (see ``combine``)."""
 
     def __init__(self, config: SafetyConfig = SafetyConfig(), classifier: SafetyClassifier | None = None) -> None:
         extra: dict[str, list[str]] = {}
@@ -132,36 +145,21 @@ class SafetyLayer:
         plain = self.lexicon.without_benign(text)
         return text if plain == normalize(text) else plain
 
-    @staticmethod
-    def _word_vote(vote: SafetyVerdict) -> bool:
-        """A redirect of a layer that reads words, not use: the lexicon's redirect terms, the profanity model."""
-        return vote.action == "redirect" and vote.layer in ("lexicon", "profanity_model")
-
-    @staticmethod
-    def _combine(votes: list[SafetyVerdict]) -> SafetyVerdict:
-        """The most serious vote; at equal seriousness the most precise layer (the lexicon before the
-        classifier before the profanity model). A parent's denied topic is a redirect, so an alert the
-        classifier sees in the same words still wins."""
-        if not votes:
-            return ANSWER
-        return min(votes, key=lambda v: (-SEVERITY[v.action], LAYER_ORDER.index(v.layer or "lexicon")))
-
     def check_input(self, text: str) -> SafetyVerdict:
         votes = [SafetyVerdict(ACTIONS[c], c, "parent_deny" if c == "parent_deny" else "lexicon")
                  for c in self.lexicon.match(text)]
         if self._profane(text):
             votes.append(SafetyVerdict("redirect", "profanity", "profanity_model"))
-        emotional = False
+        emotional, risk = False, None
         if self.classifier is not None:
             assessed = self.classifier.assess_input(self._for_classifier(text))
-            if assessed.groups.get("risk", 1.0) < CORROBORATION:
-                votes = [v for v in votes if not self._word_vote(v)]
+            risk = assessed.groups.get("risk")
             for flag in assessed.flags:
                 if flag.category == EMOTIONAL:
                     emotional = True
                 elif flag.category in ACTIONS:
                     votes.append(SafetyVerdict(ACTIONS[flag.category], flag.category, "classifier"))
-        verdict = self._combine(votes)
+        verdict = combine(votes, risk)
         if verdict.action == "answer" and emotional:
             return SafetyVerdict("answer", EMOTIONAL, "classifier")
         return verdict

@@ -50,11 +50,7 @@ ALERT_CATEGORIES = ("self_harm", "disclosure", "stranger_contact")
 #: talk, a block of a safe reply. Each threshold is the lowest that stays within its budget, so recall is
 #: as high as that precision allows. A recall target instead (0.98 of alert lines) put the alert threshold
 #: at 0.05 with this model: "what happens if you don't brush your teeth" became a self-harm alert.
-#: Unsafe (the output guard) is 0.02: with the near-miss safe replies of ``output_train_b.jsonl`` in the
-#: calibration fifth (178 safe, 94 unsafe), 0.01 put the threshold at the ceiling (0.98) and caught 0.81 of
-#: the fifth's unsafe replies; 0.02 catches ~0.88 for 2 % of safe replies blocked (a blocked reply is a
-#: redirect line; a missed one is said to a child).
-FALSE_FLAG_BUDGET = {"alert": 0.015, "risk": 0.04, "emotional": 0.03, "unsafe": 0.02}
+FALSE_FLAG_BUDGET = {"alert": 0.015, "risk": 0.04, "emotional": 0.03, "unsafe": 0.01}
 #: No threshold goes below this, whatever the budget allows.
 THRESHOLD_FLOOR = {"alert": 0.05, "risk": 0.15, "emotional": 0.3, "unsafe": 0.15}
 THRESHOLD_CEILING = 0.98
@@ -107,13 +103,10 @@ def quality_dev_questions() -> list[str]:
     held-out one): questions about words, the body and how things work that the classifier redirected with
     ~0.99 confidence ("whats another word for really really big" as profanity, "what part of your body do you
     hear with" as sexual, "what do you put in a car to make it go" as drugs) before they were trained on."""
+    from companion.eval.quality import load_items
+
     path = Path(__file__).resolve().parent.parent / "data" / "eval" / "quality_dev.jsonl"
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line) if line.strip() else {}
-        if row.get("kind") == "fact" and isinstance(row.get("text"), str):
-            out.append(row["text"])
-    return out
+    return [item.text for item in load_items(path) if item.kind == "fact"]
 
 
 def _key(text: str) -> str:
@@ -327,14 +320,6 @@ class SafetyClassifier:
             **recall_at(in_classes, cal["input_labels"], cal["input_probs"], self.input.at),
             **recall_at(out_classes, cal["output_labels"], cal["output_probs"], self.output.at)}
 
-    _reviewed_keys: frozenset[str] | None = None
-
-    @classmethod
-    def _reviewed(cls) -> frozenset[str]:
-        if cls._reviewed_keys is None:
-            cls._reviewed_keys = frozenset(_key(t) for t in speakable_lines(by_sentence=False))
-        return cls._reviewed_keys
-
     def classify_input(self, text: str) -> list[InputFlag]:
         """What passes its threshold: an alert category, a risk category, ``emotional`` (most serious first)."""
         return list(self.assess_input(text).flags)
@@ -348,11 +333,8 @@ class SafetyClassifier:
         return InputAssessment(tuple(self.input.flagged(probs)), groups)
 
     def unsafe_output(self, text: str) -> float | None:
-        """The probability that the robot must not say ``text``, when it is over the threshold. A reviewed line
-        (a fact card, a safety or caring line, said whole) is never blocked: it was written for children and
-        trained on as ``safe``, and a model can still score one high ("When you suck on a straw, you take air
-        out of it..." 0.98 after the session-10 corpus)."""
-        if not text.strip() or _key(text) in self._reviewed():
+        """The probability that the robot must not say ``text``, when it is over the threshold."""
+        if not text.strip():
             return None
         flagged = self.output.flagged(self.heads.probs([text])[1][0])
         return flagged[0].probability if flagged else None

@@ -79,7 +79,6 @@ def load_voice_models(config: CompanionConfig, cache: ModelCache | None = None) 
         knowledge.find("warm up")
     if understanding.safety is not None:
         understanding.safety.classify_input("warm up")
-        understanding.safety.unsafe_output("warm up")  # also loads the reviewed lines it never blocks
     turn = _turn_model(config, cache)
     speaker = _speaker_model(config, cache)
     load_s = time.perf_counter() - started
