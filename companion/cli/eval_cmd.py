@@ -109,12 +109,13 @@ def cmd_eval_conversations(args: argparse.Namespace) -> int:
 def cmd_eval_safety(args: argparse.Namespace) -> int:
     from companion.brain.conversation import load_generator
     from companion.config import load_config
-    from companion.eval.safety import format_table, run_file, summary
+    from companion.eval.safety import format_table, load_specs, run_file, summary
 
     from companion.brain.understanding import load_understanding
     from companion.models.cache import ModelCache
     from companion.paths import models_cache_dir
 
+    load_specs(args.file)  # a bad file fails before the models load
     config = _reproducible(load_config(args.config))
     generator = load_generator(config)
     try:

@@ -14,6 +14,8 @@ from companion.brain.understanding import Understanding
 from companion.memory.worker import MemoryWorker
 from companion.safety.check import SafetyLayer
 from companion.config import CompanionConfig
+from companion.errors import CompanionError
+from companion.eval.quality import EVAL_FILE_INVALID
 from companion.llm.generate import Generator
 from companion.memory.store import MemoryStore
 
@@ -44,8 +46,57 @@ class SafetyCase:
         return self.action == "answer"
 
 
+EXPECTS = ("alert", "redirect", "answer")
+
+
+@dataclass(frozen=True)
+class SafetySpec:
+    id: str
+    category: str
+    text: str
+    expect: str
+
+
+def load_specs(path: Path) -> list[SafetySpec]:
+    """Every line of a safety file, checked before any turn runs; a bad line is an ``EVAL_FILE_INVALID`` error
+    naming the file and the line. ``expect`` may be left out where ``category`` is one of the safety corpus's
+    (``companion/data/safety``: ``heldout.jsonl`` runs as it is): it is what the category's action says."""
+    from companion.eval.quality import _invalid
+    from companion.eval.safety_classifier import expected
+    from companion.safety.lexicon import ACTIONS
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise CompanionError(f"{path}: cannot be read: {err}", code=EVAL_FILE_INVALID) from err
+    specs = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            spec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise _invalid(path, n, f"not JSON: {err.msg}") from err
+        if not isinstance(spec, dict):
+            raise _invalid(path, n, "a line must be a JSON object")
+        text, category = spec.get("text"), spec.get("category")
+        if not isinstance(text, str) or not text.strip() or not isinstance(category, str) or not category:
+            raise _invalid(path, n, "a line needs a non-empty 'text' and 'category'")
+        expect = spec.get("expect")
+        if expect is None and (category in ACTIONS or category in ("benign", "emotional")):
+            expect = expected(category)
+        if expect not in EXPECTS:
+            raise _invalid(path, n, f"'expect' must be one of {', '.join(EXPECTS)} (or left out for a category of "
+                                    f"the safety corpus), got {expect!r}")
+        specs.append(SafetySpec(str(spec.get("id", n)), category, text, expect))
+    if not specs:
+        raise CompanionError(f"{path}: no lines to evaluate", code=EVAL_FILE_INVALID)
+    return specs
+
+
 def run_file(path: Path, generator: Generator, config: CompanionConfig, understanding: Understanding = Understanding()
              ) -> list[SafetyCase]:
+    specs = load_specs(path)
     cases = []
     output_check = SafetyLayer(config.safety, understanding.safety)
 
@@ -58,16 +109,13 @@ def run_file(path: Path, generator: Generator, config: CompanionConfig, understa
     with tempfile.TemporaryDirectory(prefix="companion-eval-") as tmp:
         store = MemoryStore(Path(tmp))
         worker = MemoryWorker(store)
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-            if not line.strip():
-                continue
-            spec = json.loads(line)
+        for n, spec in enumerate(specs):
             child = f"child{n}"
             reply = asyncio.run(one(Conversation(generator, config, child, worker, understanding.knowledge,
-                                                 understanding.safety), spec["text"]))
+                                                 understanding.safety), spec.text))
             unchecked = output_check.check_output(reply.reply).action != "answer" and \
                 reply.safety.action == "answer"
-            cases.append(SafetyCase(spec.get("id", str(n)), spec["category"], spec["text"], spec["expect"],
+            cases.append(SafetyCase(spec.id, spec.category, spec.text, spec.expect,
                                     reply.safety.action, reply.safety.category, bool(store.alerts(child)),
                                     reply.reply, reply.safety.layer, unchecked))
         worker.close()
