@@ -73,3 +73,21 @@ def test_bench_knowledge_reports_retrieval_time(real_cache):
     assert figures["cards"] >= 1500 and figures["calls"] == 70
     assert 0 < figures["retrieval_ms_median"] <= figures["retrieval_ms_max"]
     assert 0.5 <= figures["questions_with_a_card"] < 1.0  # chit-chat finds no card
+
+
+def test_the_example_turn_is_the_median_of_the_turns_the_model_answered():
+    """A turn answered with a fixed line (a safety redirect: no first token) has no model stage to plot; the
+    example is the median of the model's turns (it was the median of all, and the trace then had no tokens)."""
+    from types import SimpleNamespace
+
+    from companion.bench.loop import _example
+
+    def turn(heard, ttfa, first_token):
+        return SimpleNamespace(heard=heard, reply="...", timings=SimpleNamespace(
+            ttfa_ms=ttfa, trace={"asr_start": 1.0, "first_token": first_token}))
+
+    timed = [turn("fixed", 700.0, None), turn("a", 400.0, 300.0), turn("b", 900.0, 600.0), turn("c", 500.0, 400.0)]
+    # Of all four the median (400, 500, 700, 900 -> index 2) is the fixed line; of the model's three, c.
+    assert _example(timed)["heard"] == "c"
+    assert _example([turn("fixed", 500.0, None)])["heard"] == "fixed"
+    assert _example([]) is None

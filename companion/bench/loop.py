@@ -214,7 +214,7 @@ def _figures(config: CompanionConfig, turns, utterances, refs, tts, load_s: floa
                  "cloud_usd_per_turn": round((prompt_tokens + reply_tokens) / n / 1000 * cloud_price_per_1k, 6),
                  "cloud_usd_per_1000_turns": round((prompt_tokens + reply_tokens) / n * cloud_price_per_1k, 3)},
         "wall_s": round(wall_s, 1),
-        "example_turn": _example(timed, ttfa),
+        "example_turn": _example(timed),
         "per_turn": [{"utterance": u.label if u is not None else None, "kind": u.kind if u is not None else None,
                       "heard": r.heard, "reply": r.reply, "ttfa_ms": r.timings.ttfa_ms, "trace": r.timings.trace,
                       "turn_end": r.turn_end, "tokens": r.tokens}
@@ -222,12 +222,14 @@ def _figures(config: CompanionConfig, turns, utterances, refs, tts, load_s: floa
     }
 
 
-def _example(timed, ttfa) -> dict | None:
-    """The turn with the median ttfa: what it heard, said, and its stage timeline (for the plot)."""
-    if not timed:
+def _example(timed) -> dict | None:
+    """Of the turns the model answered, the one with the median ttfa: what it heard, said, and its stage
+    timeline (for the plot). A turn answered with a fixed line (a safety redirect) has no model stage to show;
+    with none answered by the model, the median of all."""
+    pool = [r for r in timed if r.timings.trace.get("first_token") is not None] or timed
+    if not pool:
         return None
-    median = sorted(ttfa)[len(ttfa) // 2]
-    r = next(r for r in timed if r.timings.ttfa_ms == median)
+    r = sorted(pool, key=lambda r: r.timings.ttfa_ms)[len(pool) // 2]
     return {"heard": r.heard, "reply": r.reply, "trace": r.timings.trace}
 
 
