@@ -253,8 +253,8 @@ def test_the_public_sample_parses():
 
 
 @pytest.mark.parametrize("name, minimum, mix", [
-    ("quality_dev.jsonl", 280, {"fact": 170, "social": 70, "child_fact": 21, "conversation": 21}),
-    ("quality_heldout.jsonl", 96, {"fact": 60, "social": 25, "child_fact": 6, "conversation": 5}),
+    ("quality_dev.jsonl", 378, {"fact": 230, "social": 95, "child_fact": 27, "conversation": 26}),
+    ("quality_heldout.jsonl", 100, {"fact": 60, "social": 25, "child_fact": 10, "conversation": 5}),
 ])
 def test_dev_sets_parse_and_have_the_mix(name, minimum, mix):
     items = load_items(DATA / name)
