@@ -193,12 +193,20 @@ ASKS_ABOUT_THEMSELVES = [  # the way children ask; none of these lines is in an 
     "whats my nanas name", "what's my brother called", "what is my uncles name", "do you remember my dads name",
     "whats my doggys name", "what is my teddys name", "what grade am i in", "whats my last name",
     "can you guess my name", "what am i called", "whats my cousins name", "who's my best friend",
+    # General shapes (memory/answers.py ``_ABOUT_ME``), written for this test.
+    "whats my cats favourite toy", "where did i go on holiday", "what do i want for christmas",
+    "how many cousins have i got", "do you remember what i had for lunch", "what did i have for breakfast",
+    "how tall am i", "what colour is my bike", "whats my grandads dogs name", "what is my mums job",
+    "when is my mums birthday", "what sport do i play", "hey pip whats my shoe size",
 ]
 NOT_ABOUT_WHAT_THEY_TOLD = [  # questions about bodies, the world, or a worried child: the model (or safety) answers
     "where is my mum", "why do my ears pop", "how many teeth do i have", "what is my tooth made of",
     "where does my food go", "where do i come from", "what does my mum do at work", "my teacher is called mrs patel",
     "what should i call my new puppy", "what is my heart for", "why does my tummy rumble", "when will my tooth fall out",
     "who made my toys", "where is my bike", "how does my brain work", "what do you call my mums mum",
+    "what does my heart do", "why is my poo brown", "what are my bones made of", "what do i need to make a kite",
+    "what is my shadow", "what can i do when im bored", "do you know why my tummy rumbles", "where is my liver",
+    "i hate when my sister takes my stuff", "what do i wear when its cold", "what did i learn about dinosaurs",
 ]
 
 
@@ -216,6 +224,14 @@ def test_questions_about_bodies_and_the_world_go_to_the_model(question):
     from companion.memory.answers import answer_from_facts
 
     assert answer_from_facts(question, []) is None
+
+
+def test_a_familys_passwords_codes_and_cards_are_never_asked_for():
+    from companion.memory.answers import answer_from_facts
+
+    for question in ("whats my dads password", "what is my mums pin number", "whats my grandmas credit card number"):
+        reply = answer_from_facts(question, [])
+        assert reply is not None and "private" in reply and "tell me" not in reply.lower(), (question, reply)
 
 
 def test_where_a_child_lives_or_goes_to_school_is_not_asked_for():

@@ -54,6 +54,59 @@ _ASKS = [
     (r"\b(what|which) (\w+ ){0,2}do i (love|like|support)\b|\bwhat do i really (love|like)\b", "likes"),
 ]
 
+#: What every child's body and life have: a question about "my heart" or "my shadow" is a fact question the
+#: cards and the model answer ("what does my heart do", "why is my poo brown"), not one about this child.
+_COMMON = re.compile(
+    r"^(body|heart|hearts|brain|brains|blood|bones?|skin|tummy|tummies|stomach|belly|lungs?|teeth|tooth|nose|ears?|"
+    r"eyes?|eyeballs?|hair|muscles?|fingers?|fingernails?|toes?|nails?|feet|foot|legs?|arms?|hands?|tongue|poo|poop|"
+    r"wee|pee|sweat|tears|bogeys?|boogers?|snot|veins?|heartbeat|pulse|voice|shadow|reflection|knees?|elbows?|"
+    r"throat|mouth|lips|face|head|cells?|germs|dreams?|hiccups|burps?|tummy ache|belly button|bellybutton|"
+    r"freckles|skeleton|ribs|skull|spine|brain cells|baby teeth|wobbly tooth|temperature|breath|breathing|liver|kidneys?|organs?|appendix|bladder|"
+    r"intestines?|guts|grandparents)$")
+#: General shapes of a question about the child (after the particular ones in ``_ASKS``): "whats my cats
+#: favourite toy", "where did i go on holiday", "what do i want for christmas", "how many cousins have i got",
+#: "do you remember what i had for lunch". What the noun is about decides: "my heart" is every child's.
+_ABOUT_ME = [
+    # Not "where is my mum" (a worried child) or "where is my bike": the model says it doesn't know where.
+    re.compile(r"\b(?:whats|what's|whos|who's|whens|when's|which|(?:what|which|who|when) (?:is|are|was|were)) "
+               r"my (?P<thing>[a-z']+(?: [a-z']+){0,2})"),
+    re.compile(r"\bwhat colou?r (?:is|are|was|were) my (?P<thing>[a-z']+(?: [a-z']+)?)"),
+    re.compile(r"\b(?:what|where|who|when|which)(?: \w+)? (?:did|have) i (?!learn|learnt|learned|do if|say if)\w+"),
+    re.compile(r"\bwhat (?:\w+ )?do i (?:like|love|want|hate|have|play|collect|call)\b(?! to\b)"),
+    re.compile(r"\bhow (?:tall|big|heavy|old|fast|strong|long is my hair) am i\b|\bhow tall am i\b"),
+    re.compile(r"\bhow many (?P<thing>[a-z']+(?: [a-z']+)?) (?:do i have|have i got|did i)\b"),
+    re.compile(r"\b(?:do|did) you (?:know|remember)\b(?!.*\b(?:why|how come|how does|how do)\b).*"
+               r"\b(?:what|who|when|where|which) (?:i|my)\b"),
+]
+
+
+def _about_me(text: str) -> str | None:
+    """What a question asks about the child, by its general shape ("holiday", "cat's favourite toy"), or None
+    for a question about every child (their body, their shadow) or not about the child at all."""
+    if re.search(r"\b(why|how come|how does|how do|how can|what happens|what makes|what does my|what do my)\b",
+                 text):
+        return None
+    for pattern in _ABOUT_ME:
+        found = pattern.search(text)
+        # Asked, not told: the question starts the sentence ("hey pip whats my...", not "i hate when my...").
+        if not found or len(text[:found.start()].split()) > 3 or re.match(r"\s*i\b", text):
+            continue
+        thing = (found.groupdict().get("thing") or "").strip()
+        if thing:
+            words = thing.split()
+            while len(words) > 1 and words[-1] in ("is", "are", "was", "called", "named", "now", "today", "this",
+                                                   "again", "at", "in", "on", "of", "and", "for", "to", "the"):
+                words.pop()
+            thing = " ".join(words)
+            # "my cats favourite toy": the first word names whose; "my tooth fairy"; "my heart made of".
+            if _COMMON.match(words[0]) or _COMMON.match(thing) or any(w in ("made", "for", "do", "does", "work",
+                                                                             "works", "like", "go", "come")
+                                                                        for w in words[1:]):
+                continue
+        return thing or "that"
+    return None
+
+
 #: Names a child uses for a relation, as the fact rules store it (memory/facts.py: "family" values).
 _RELATIONS = {"sis": "sister", "bro": "brother", "mom": "mum", "mummy": "mum", "mommy": "mum", "mama": "mum",
               "daddy": "dad", "papa": "dad", "granny": "grandma", "gran": "grandma", "nana": "grandma",
@@ -67,8 +120,16 @@ def _relation(who: str) -> str:
     return " ".join([*words[:-1], _RELATIONS.get(words[-1], words[-1])])
 
 
+#: What is never asked for nor told to the robot: a family's passwords, codes, cards, bank details.
+_SECRET = re.compile(r"\b(pass ?words?|passcodes?|pin|pin number|codes?|credit cards?|card numbers?|bank\w*|"
+                     r"social security|maiden name|account|login|log in)\b")
+
+
 def _private(text: str) -> str:
     """Where the child lives or goes to school: the robot does not know, and does not ask."""
+    if _SECRET.search(text):
+        return ("I don't know that, and it's private: passwords, codes and cards are for grown-ups to keep. "
+                "Please don't tell them to me or to anyone else.")
     what = "school" if "school" in text else "phone number" if "phone" in text else "home"
     if what == "school":
         return ("I don't know which school you go to, and that's just right: that's for your family and the "
@@ -133,7 +194,7 @@ def answer_from_facts(heard: str, facts: list[Fact]) -> str | None:
     by_kind: dict[str, list[str]] = {}
     for f in facts:  # newest first
         by_kind.setdefault(f.kind, []).append(f.value)
-    if _PRIVATE.search(text):
+    if _PRIVATE.search(text) or (_SECRET.search(text) and _about_me(text)):
         return _private(text)
     for pattern, kind in _ASKS:
         found = re.search(pattern, text)
@@ -167,4 +228,9 @@ def answer_from_facts(heard: str, facts: list[Fact]) -> str | None:
             if topic and topic.group(1) not in ("do", "else"):
                 return f"You told me you love {v}!"
             return f"You love {v}!"
+    thing = _about_me(text)
+    if thing:
+        thing = re.sub(r"\b(\w+?)s\b(?= (?:name|favourite|favorite|job|birthday|toy|age|colou?r))", r"\1's", thing)
+        return ("You haven't told me that yet. Will you tell me?" if thing == "that"
+                else f"You haven't told me about your {thing} yet. Will you tell me?")
     return None
