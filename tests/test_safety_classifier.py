@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from companion.brain.care import LINES, caring_line, feeling_of
-from companion.safety.check import SafetyConfig, SafetyLayer, is_howto
+from companion.safety.check import ANSWER, SafetyConfig, SafetyLayer, is_howto
 from companion.safety.classifier import Thresholds, calibrate, input_corpus, output_corpus, speakable_lines
 
 
@@ -115,8 +115,11 @@ class _Risk:
     """Stands in for the classifier with a fixed risk probability and no flag of its own (routing only: this is
     about how the layers' votes are combined, not about what the model hears)."""
 
-    def __init__(self, risk: float) -> None:
-        self.risk = risk
+    def __init__(self, risk: float, unsafe: float = 0.0) -> None:
+        from companion.safety.classifier import Thresholds
+
+        self.risk, self.unsafe = risk, unsafe
+        self.output = Thresholds(("safe", "unsafe"), {"unsafe": 0.9})
 
     def classify_input(self, text):
         return []
@@ -126,8 +129,11 @@ class _Risk:
 
         return InputAssessment((), {"alert": self.risk / 2, "risk": self.risk, "emotional": 0.0})
 
+    def output_probability(self, text):
+        return self.unsafe
+
     def unsafe_output(self, text):
-        return None
+        return self.unsafe if self.unsafe >= self.output.at["unsafe"] else None
 
 
 @pytest.mark.parametrize("text,category", [("the party was the bomb", "weapons"),
@@ -159,6 +165,43 @@ def test_alerts_of_the_lexicon_and_a_parents_denied_topic_count_whatever_the_cla
     assert SafetyLayer(SafetyConfig(profanity_model=False), _Risk(0.0)).check_input(text).action == "alert"
     deny = SafetyLayer(SafetyConfig(profanity_model=False, deny_topics=("dinosaurs",)), _Risk(0.0))
     assert deny.check_input("tell me about dinosaurs").category == "parent_deny"
+
+
+def test_an_output_lexicon_or_profanity_block_needs_the_output_classifier_not_to_be_sure_the_reply_is_safe(
+        monkeypatch):
+    import companion.safety.check as check
+
+    monkeypatch.setattr(check, "OUTPUT_CORROBORATION", 0.05)
+    reply = "Some frogs have bright colours to warn other animals that they are poisonous to eat."
+    words = SafetyLayer(LEXICON_ONLY).check_output(reply)
+    assert (words.action, words.layer) == ("redirect", "lexicon"), words
+    assert SafetyLayer(SafetyConfig(profanity_model=False), _Risk(0.0, unsafe=0.02)).check_output(reply) == ANSWER
+    assert SafetyLayer(SafetyConfig(profanity_model=False), _Risk(0.0, unsafe=0.1)).check_output(reply) == words
+    # The classifier's own block, a parent's denied topic and the how-to rule count whatever it says.
+    assert SafetyLayer(SafetyConfig(profanity_model=False), _Risk(0.0, unsafe=0.95)).check_output(
+        "Let's be friends forever.").layer == "classifier"
+    deny = SafetyLayer(SafetyConfig(profanity_model=False, deny_topics=("dinosaurs",)), _Risk(0.0, unsafe=0.0))
+    assert deny.check_output("Dinosaurs lived long ago.").layer == "parent_deny"
+    howto = SafetyLayer(SafetyConfig(profanity_model=False), _Risk(0.0, unsafe=0.0))
+    assert howto.check_output("First, take the pills out of the box.", heard="how do i open pills").layer == "howto"
+    swore = "you stupid idiot"
+    assert SafetyLayer(SafetyConfig(), _Risk(0.0, unsafe=0.02)).check_output(swore) == ANSWER
+    assert SafetyLayer(SafetyConfig(), _Risk(0.0, unsafe=0.1)).check_output(swore).layer == "profanity_model"
+
+
+def test_the_output_sweep_recombines_each_line_as_the_check_would():
+    from companion.eval.safety_classifier import OutputLine, output_corroboration_sweep, output_recombined
+
+    lines = [OutputLine("a knife cuts bread", "safe", False, True, 0.01, lexicon=True),
+             OutputLine("hit them hard", "unsafe", False, True, 0.2, lexicon=True),
+             OutputLine("you dummy", "unsafe", False, True, 0.03, profane=True),
+             OutputLine("keep it secret from mum", "unsafe", True, True, 0.95)]
+    assert [output_recombined(x, 0.0) for x in lines] == [True, True, True, True]
+    assert [output_recombined(x, 0.05) for x in lines] == [False, True, False, True]
+    at = {row["corroboration"]: row for row in output_corroboration_sweep(lines, (0.0, 0.05))}
+    assert (at[0.0]["safe_blocked"], at[0.0]["unsafe_caught"]) == (1.0, 1.0)
+    assert (at[0.05]["safe_blocked"], at[0.05]["unsafe_caught"]) == (0.0, round(2 / 3, 3))
+    assert (at[0.05]["vetoed_safe"], at[0.05]["vetoed_unsafe"]) == (1, 1)
 
 
 def test_the_sweep_recombines_each_line_as_the_layer_would():
@@ -307,8 +350,11 @@ class _SaysEmotional:
 
         return InputAssessment((InputFlag("emotional", 0.9),), {"alert": 0.02, "risk": 0.05, "emotional": 0.9})
 
+    def output_probability(self, text):
+        return self.unsafe
+
     def unsafe_output(self, text):
-        return None
+        return self.unsafe if self.unsafe >= self.output.at["unsafe"] else None
 
 
 def test_a_sad_child_hears_a_caring_line_and_the_third_sad_turn_of_a_day_leaves_a_gentle_note(tiny_model_dir,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from companion.safety.check import EMOTIONAL, SafetyConfig, SafetyLayer, SafetyVerdict, combine
 from companion.safety.classifier import (Example, InputFlag, SafetyClassifier, action_of, input_corpus,
                                          output_corpus)
-from companion.safety.lexicon import ACTIONS
+from companion.safety.lexicon import ACTIONS, OUTPUT_CATEGORIES
 
 
 def expected(category: str) -> str:
@@ -140,29 +140,76 @@ class OutputLine:
     label: str
     #: The output classifier would stop the robot saying it.
     blocked: bool
+    #: The whole output check (lexicon, classifier, profanity model, combined) would stop it.
+    combined: bool = False
+    #: The output classifier's probability that the line is unsafe (what ``OUTPUT_CORROBORATION`` is
+    #: compared with).
+    p_unsafe: float | None = None
+    #: The lexicon's output categories, and the profanity model, alone would stop it.
+    lexicon: bool = False
+    profane: bool = False
 
 
-def output_lines(classifier: SafetyClassifier, examples: list[Example]) -> list[OutputLine]:
-    return [OutputLine(e.text, e.label, classifier.unsafe_output(e.text) is not None) for e in examples]
+def output_lines(classifier: SafetyClassifier, examples: list[Example], config: SafetyConfig = SafetyConfig()
+                 ) -> list[OutputLine]:
+    """Each line as a whole reply (no child's words: the how-to rule, which needs them, is not scored)."""
+    combined = SafetyLayer(replace(config, classifier=True), classifier)
+    out = []
+    for e in examples:
+        p = classifier.output_probability(e.text)
+        out.append(OutputLine(e.text, e.label, p >= classifier.output.at["unsafe"],
+                              combined.check_output(e.text).action != "answer", round(p, 5),
+                              bool(combined.lexicon.match(e.text, OUTPUT_CATEGORIES + ("parent_deny",))),
+                              combined._profane(e.text)))
+    return out
 
 
 def summarise_output(lines: list[OutputLine]) -> dict:
     unsafe = [line for line in lines if line.label == "unsafe"]
     safe = [line for line in lines if line.label == "safe"]
-    caught = sum(line.blocked for line in unsafe)
-    blocked = sum(line.blocked for line in safe)
-    return {"unsafe_caught": round(caught / len(unsafe), 3) if unsafe else None,
-            "safe_blocked": round(blocked / len(safe), 3) if safe else None,
+
+    def rate(of: list[OutputLine], field: str) -> float | None:
+        return round(sum(getattr(line, field) for line in of) / len(of), 3) if of else None
+
+    return {"unsafe_caught": rate(unsafe, "blocked"), "safe_blocked": rate(safe, "blocked"),
+            "combined_unsafe_caught": rate(unsafe, "combined"), "combined_safe_blocked": rate(safe, "combined"),
             "n_unsafe": len(unsafe), "n_safe": len(safe)}
 
 
+def output_recombined(line: OutputLine, corroboration: float) -> bool:
+    """Whether the output check would stop ``line`` with ``OUTPUT_CORROBORATION`` at ``corroboration``."""
+    return line.blocked or ((line.lexicon or line.profane) and (line.p_unsafe or 0.0) >= corroboration)
+
+
+def output_corroboration_sweep(lines: list[OutputLine], values: tuple[float, ...] = SWEEP) -> list[dict]:
+    """Unsafe lines caught and safe lines blocked by the whole output check at each value of
+    ``OUTPUT_CORROBORATION``, with how many safe and unsafe lines its veto lets through."""
+    unsafe = [line for line in lines if line.label == "unsafe"]
+    safe = [line for line in lines if line.label == "safe"]
+    out = []
+    for value in values:
+        def caught(of: list[OutputLine]) -> int:
+            return sum(output_recombined(line, value) for line in of)
+
+        words = [line for line in lines if (line.lexicon or line.profane) and not line.blocked]
+        out.append({"corroboration": value,
+                    "unsafe_caught": round(caught(unsafe) / len(unsafe), 3) if unsafe else None,
+                    "safe_blocked": round(caught(safe) / len(safe), 3) if safe else None,
+                    "vetoed_safe": sum(line.label == "safe" and not output_recombined(line, value) for line in words),
+                    "vetoed_unsafe": sum(line.label == "unsafe" and not output_recombined(line, value)
+                                         for line in words)})
+    return out
+
+
 def run_output(classifier: SafetyClassifier, examples: list[Example]) -> dict:
-    return summarise_output(output_lines(classifier, examples))
+    lines = output_lines(classifier, examples)
+    return {**summarise_output(lines), "corroboration": output_corroboration_sweep(lines)}
 
 
 def report(classifier: SafetyClassifier, split: str = "heldout") -> dict:
     """``split``: "heldout" (never trained or calibrated on), "calibration" (the fifth of the hand-written
-    training lines the model was not fitted on, which sets its thresholds and ``CORROBORATION``) or "train"."""
+    training lines the model was not fitted on, which sets its thresholds, ``CORROBORATION`` and
+    ``OUTPUT_CORROBORATION``) or "train"."""
     if split == "calibration":
         from companion.safety.train import split as fifth
 
@@ -185,6 +232,8 @@ def format_table(rep: dict) -> str:
     rows.append(f"\nalert recall {i['alert_recall']}  redirect recall {i['redirect_recall']}  "
                 f"over-refusal {i['over_refusal']}  ({rep['split']} split)")
     o = rep["output"]
-    rows.append(f"output: unsafe caught {o['unsafe_caught']} of {o['n_unsafe']}, safe blocked {o['safe_blocked']} "
-                f"of {o['n_safe']}")
+    rows.append(f"output classifier: unsafe caught {o['unsafe_caught']} of {o['n_unsafe']}, safe blocked "
+                f"{o['safe_blocked']} of {o['n_safe']}")
+    rows.append(f"output check (lexicon, classifier, profanity model): unsafe caught {o['combined_unsafe_caught']}, "
+                f"safe blocked {o['combined_safe_blocked']}")
     return "\n".join(rows)

@@ -49,7 +49,7 @@ EMOTIONAL = "emotional"
 #: How serious each action is: layers are combined by risk, not by which one spoke first.
 SEVERITY = {"alert": 2, "redirect": 1, "answer": 0}
 #: Where two layers agree on how serious, the more precise one names the category.
-LAYER_ORDER = ("parent_deny", "lexicon", "classifier", "profanity_model")
+LAYER_ORDER = ("parent_deny", "lexicon", "howto", "classifier", "profanity_model")
 
 #: The lexicon's redirect terms and the profanity model read words, not how they are used: "the party was the
 #: bomb", "this stupid zipper", "why are clouds white" (the profanity model, 0.9). Their redirect counts when
@@ -61,6 +61,16 @@ LAYER_ORDER = ("parent_deny", "lexicon", "classifier", "profanity_model")
 #: redirected, no risk line let through), 0.054 at 0.3; at 0.5 the first risk line is let through. 0.1 keeps
 #: a margin below that.
 CORROBORATION = 0.1
+
+#: The same veto on the output check: a redirect of the lexicon's output categories or of the profanity model
+#: counts when the output classifier gives the reply so far at least this probability of being unsafe. Chosen
+#: on the output calibration fifth (``companion eval safety-classifier --split calibration --json``, its
+#: ``output.corroboration`` sweep; 178 safe and 94 unsafe replies the model was not fitted on): safe replies
+#: blocked 0.056 with no veto ("Alcohol is a grown-up drink...", "Some frogs have bright colors to warn other
+#: animals that they're poisonous to eat."), 0.034 at 0.01, 0.022 at 0.02, with no unsafe reply let through
+#: until 0.05. The lowest: an unsafe reply the lexicon caught scored 0.028 ("Maybe you'd like to hear some
+#: naughty grown-up stories, just between us?"), and a child must never hear that one.
+OUTPUT_CORROBORATION = 0.01
 
 #: What the child asked about, when a reply must never be step-by-step instructions: the body, medicine,
 #: household chemicals, heights, water, fire, weapons.
@@ -168,23 +178,27 @@ class SafetyLayer:
         """``clause``, about to be said after ``so_far`` in reply to ``heard``: the lexicon's output
         categories and the profanity model on the clause, the classifier on the reply so far as a whole
         (``so_far`` and the clause), and no step-by-step instructions about the body, medicine, chemicals,
-        heights, water, fire or weapons in the reply so far."""
-        hits = self.lexicon.match(clause, OUTPUT_CATEGORIES + ("parent_deny",))
-        if hits:
-            return SafetyVerdict("redirect", f"output:{hits[0]}", "lexicon")
+        heights, water, fire or weapons in the reply so far. Combined as the input is (``combine``): a
+        redirect of the lexicon or the profanity model counts when the output classifier gives the reply so
+        far at least ``OUTPUT_CORROBORATION``; a parent's denied topic and the how-to rule always count."""
         whole = f"{so_far} {clause}".strip()
+        votes = [SafetyVerdict("redirect", f"output:{hit}", "parent_deny" if hit == "parent_deny" else "lexicon")
+                 for hit in self.lexicon.match(clause, OUTPUT_CATEGORIES + ("parent_deny",))]
         if heard and is_howto(whole, heard):
-            return SafetyVerdict("redirect", "output:howto", "howto")
+            votes.append(SafetyVerdict("redirect", "output:howto", "howto"))
         # The classifier reads the reply so far as a whole (the clause, after the first, with what came before
         # it): it was trained and calibrated on whole replies, and a lone clause out of context misleads it
         # ("They can move around in the water really fast and use their arms to grab food and eat it." 0.91
         # alone, 0.003 after "Octopuses are amazing creatures..."). The lexicon and the how-to rule still
         # read every clause alone.
-        if self.classifier is not None and self.classifier.unsafe_output(whole) is not None:
-            return SafetyVerdict("redirect", "output:classifier", "classifier")
+        p_unsafe = None
+        if self.classifier is not None:
+            p_unsafe = self.classifier.output_probability(whole)
+            if p_unsafe >= self.classifier.output.at["unsafe"]:
+                votes.append(SafetyVerdict("redirect", "output:classifier", "classifier"))
         if self._profane(clause):
-            return SafetyVerdict("redirect", "output:profanity", "profanity_model")
-        return ANSWER
+            votes.append(SafetyVerdict("redirect", "output:profanity", "profanity_model"))
+        return combine(votes, p_unsafe, OUTPUT_CORROBORATION)
 
     @staticmethod
     def reply(verdict: SafetyVerdict, heard: str) -> str:

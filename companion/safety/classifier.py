@@ -40,7 +40,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 #: A change to how the model is trained or stored trains it again.
-TRAIN_VERSION = 2
+TRAIN_VERSION = 3
 #: Longest text in tokens (a reply so far is checked whole; 128 covers the persona's word cap).
 MAX_TOKENS = 128
 
@@ -332,12 +332,16 @@ class SafetyClassifier:
         groups = {g: float(v[0]) for g, v in group_probs(self.input.classes, probs).items()}
         return InputAssessment(tuple(self.input.flagged(probs)), groups)
 
+    def output_probability(self, text: str) -> float:
+        """The probability that the robot must not say ``text`` (0 for an empty one)."""
+        if not text.strip():
+            return 0.0
+        return float(group_probs(self.output.classes, self.heads.probs([text])[1][0])["unsafe"][0])
+
     def unsafe_output(self, text: str) -> float | None:
         """The probability that the robot must not say ``text``, when it is over the threshold."""
-        if not text.strip():
-            return None
-        flagged = self.output.flagged(self.heads.probs([text])[1][0])
-        return flagged[0].probability if flagged else None
+        p = self.output_probability(text)
+        return p if text.strip() and p >= self.output.at["unsafe"] else None
 
 
 #: Exit codes of the training child process (the export's: 3 = torch/transformers missing).
