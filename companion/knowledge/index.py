@@ -39,6 +39,10 @@ class KnowledgeConfig:
     #: A second card only when it scores within this of the first (retrieval is unsure between them).
     #: Every card is ~30 prompt tokens prefilled on the turn's critical path (~12 ms each on 2 cores).
     second_card_within: float = 0.05
+    #: A question that found no card is looked up once more with its words in the cards' spelling
+    #: (``knowledge/respell.py``: "what does a catapiller turn into"), and then needs this similarity: a
+    #: respelt word can be the wrong one ("bloo" -> "blood").
+    respelled_similarity: float = 0.7
     #: 0 turns grounding off.
     enabled: bool = True
 
@@ -110,9 +114,12 @@ class Knowledge:
     """Encoder + index: ``find(text)`` -> the relevant cards (blocking: a few ms; call it off the loop)."""
 
     def __init__(self, encoder: SentenceEncoder, index: KnowledgeIndex, config: KnowledgeConfig) -> None:
+        from companion.knowledge.respell import Respeller
+
         self.encoder = encoder
         self.index = index
         self.config = config
+        self.respeller = Respeller([c.text for c in index.cards] + [q for c in index.cards for q in c.questions])
 
     def find(self, text: str, *, question: bool = True) -> tuple[Retrieved, ...]:
         """The cards for ``text``; a statement (``question`` False) needs a closer match."""
@@ -125,6 +132,11 @@ class Knowledge:
         floor = self.config.min_similarity if question else max(self.config.min_similarity,
                                                                  self.config.statement_similarity)
         found = self.index.lookup(query, k=self.config.max_cards, min_similarity=floor)
+        if not found and question:
+            respelled = self.respeller.respell(text)
+            if respelled != text.lower():
+                found = self.index.lookup(self.encoder.encode_one(respelled), k=self.config.max_cards,
+                                          min_similarity=max(floor, self.config.respelled_similarity))
         return tuple(r for r in found if r.score >= found[0].score - self.config.second_card_within) if found else ()
 
 
