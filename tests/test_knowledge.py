@@ -86,6 +86,29 @@ def test_a_statement_needs_a_closer_card_than_a_question_and_a_second_card_must_
     assert len(both.find("how many legs has a spider got")) == 2
 
 
+def test_a_misheard_word_is_spelt_as_the_cards_spell_it_and_known_or_short_words_are_left_alone():
+    from companion.knowledge.respell import Respeller
+
+    r = Respeller(["A caterpillar will turn into a butterfly.", "Your heart pumps blood.", "It is hard work.",
+                   "A baby owl is an owlet.", "Vowels are a e i o u.", "The sea is salty.", "Mussels live in the sea."])
+    assert r.respell("what does a catapiller turn into") == "what does a caterpillar turn into"
+    assert r.respell("what does your hart do") == "what does your heart do"  # one letter in: not "hard"
+    assert r.respell("what do you call a baby owel") == "what do you call a baby owl"  # same first letter
+    assert r.respell("what do mussels eat") == "what do mussels eat"  # a word the cards use is never changed
+    assert r.respell("can you see the see") == "can you see the see"  # under four letters: left alone
+    assert r.respell("what is a zorbulator") == "what is a zorbulator"  # nothing near: left alone
+
+
+@pytest.mark.real_model
+def test_a_question_that_finds_no_card_is_tried_again_with_the_cards_spelling(encoder):
+    knowledge = Knowledge(encoder, KnowledgeIndex.build(CARDS, encoder), KnowledgeConfig())
+    assert knowledge.index.lookup(encoder.encode_one("what does a catapiller turn into"), k=1,
+                                  min_similarity=KnowledgeConfig().min_similarity) == []
+    found = knowledge.find("what does a catapiller turn into")
+    assert found and found[0].card.id == "n1", found
+    assert knowledge.find("i scored a goal at footbal today") == ()
+
+
 @pytest.mark.real_model
 def test_the_index_is_cached_and_rebuilt_when_the_cards_change(encoder, tmp_path):
     first = KnowledgeIndex.cached(CARDS, encoder, "enc", tmp_path)
