@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from companion.safety.check import EMOTIONAL, SafetyConfig, SafetyLayer, SafetyVerdict, combine
+from companion.safety.check import OUTPUT_TOPIC_WORDS, EMOTIONAL, SafetyConfig, SafetyLayer, SafetyVerdict, combine
 from companion.safety.classifier import (Example, InputFlag, SafetyClassifier, action_of, input_corpus,
                                          output_corpus)
 from companion.safety.lexicon import ACTIONS, OUTPUT_CATEGORIES
@@ -145,9 +145,12 @@ class OutputLine:
     #: The output classifier's probability that the line is unsafe (what ``OUTPUT_CORROBORATION`` is
     #: compared with).
     p_unsafe: float | None = None
-    #: The lexicon's output categories, and the profanity model, alone would stop it.
+    #: The lexicon's topic-word output categories (``OUTPUT_TOPIC_WORDS``), and the profanity model, alone
+    #: would stop it (what the veto can overrule).
     lexicon: bool = False
     profane: bool = False
+    #: The lexicon's other output categories alone would stop it (always counts).
+    strict: bool = False
 
 
 def output_lines(classifier: SafetyClassifier, examples: list[Example], config: SafetyConfig = SafetyConfig()
@@ -157,10 +160,11 @@ def output_lines(classifier: SafetyClassifier, examples: list[Example], config: 
     out = []
     for e in examples:
         p = classifier.output_probability(e.text)
+        hits = combined.lexicon.match(e.text, OUTPUT_CATEGORIES + ("parent_deny",))
         out.append(OutputLine(e.text, e.label, p >= classifier.output.at["unsafe"],
                               combined.check_output(e.text).action != "answer", round(p, 5),
-                              bool(combined.lexicon.match(e.text, OUTPUT_CATEGORIES + ("parent_deny",))),
-                              combined._profane(e.text)))
+                              any(h in OUTPUT_TOPIC_WORDS for h in hits), combined._profane(e.text),
+                              any(h not in OUTPUT_TOPIC_WORDS for h in hits)))
     return out
 
 
@@ -178,7 +182,7 @@ def summarise_output(lines: list[OutputLine]) -> dict:
 
 def output_recombined(line: OutputLine, corroboration: float) -> bool:
     """Whether the output check would stop ``line`` with ``OUTPUT_CORROBORATION`` at ``corroboration``."""
-    return line.blocked or ((line.lexicon or line.profane) and (line.p_unsafe or 0.0) >= corroboration)
+    return line.blocked or line.strict or ((line.lexicon or line.profane) and (line.p_unsafe or 0.0) >= corroboration)
 
 
 def output_corroboration_sweep(lines: list[OutputLine], values: tuple[float, ...] = SWEEP) -> list[dict]:
@@ -191,7 +195,7 @@ def output_corroboration_sweep(lines: list[OutputLine], values: tuple[float, ...
         def caught(of: list[OutputLine]) -> int:
             return sum(output_recombined(line, value) for line in of)
 
-        words = [line for line in lines if (line.lexicon or line.profane) and not line.blocked]
+        words = [line for line in lines if (line.lexicon or line.profane) and not line.blocked and not line.strict]
         out.append({"corroboration": value,
                     "unsafe_caught": round(caught(unsafe) / len(unsafe), 3) if unsafe else None,
                     "safe_blocked": round(caught(safe) / len(safe), 3) if safe else None,
