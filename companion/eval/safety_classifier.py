@@ -16,10 +16,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from companion.safety.check import OUTPUT_TOPIC_WORDS, EMOTIONAL, SafetyConfig, SafetyLayer, SafetyVerdict, combine
+from companion.safety.check import (EMOTIONAL, OUTPUT_CORROBORATION, SafetyConfig, SafetyLayer, SafetyVerdict,
+                                    combine, vetoable_output)
 from companion.safety.classifier import (Example, InputFlag, SafetyClassifier, action_of, input_corpus,
                                          output_corpus)
-from companion.safety.lexicon import ACTIONS, OUTPUT_CATEGORIES
+from companion.safety.lexicon import ACTIONS
 
 
 def expected(category: str) -> str:
@@ -145,26 +146,24 @@ class OutputLine:
     #: The output classifier's probability that the line is unsafe (what ``OUTPUT_CORROBORATION`` is
     #: compared with).
     p_unsafe: float | None = None
-    #: The lexicon's topic-word output categories (``OUTPUT_TOPIC_WORDS``), and the profanity model, alone
-    #: would stop it (what the veto can overrule).
-    lexicon: bool = False
-    profane: bool = False
-    #: The lexicon's other output categories alone would stop it (always counts).
-    strict: bool = False
+    #: A block the veto can overrule (``vetoable_output``: the profanity model, the lexicon's topic words).
+    vetoable: bool = False
+    #: A block that always counts (the classifier's own, the lexicon's other output categories).
+    standing: bool = False
 
 
 def output_lines(classifier: SafetyClassifier, examples: list[Example], config: SafetyConfig = SafetyConfig()
                  ) -> list[OutputLine]:
-    """Each line as a whole reply (no child's words: the how-to rule, which needs them, is not scored)."""
-    combined = SafetyLayer(replace(config, classifier=True), classifier)
+    """Each line as a whole reply, through the output check's own votes (``SafetyLayer.output_votes``, one
+    classifier pass a line); no child's words, so the how-to rule, which needs them, is not scored."""
+    layer = SafetyLayer(replace(config, classifier=True), classifier)
     out = []
     for e in examples:
-        p = classifier.output_probability(e.text)
-        hits = combined.lexicon.match(e.text, OUTPUT_CATEGORIES + ("parent_deny",))
-        out.append(OutputLine(e.text, e.label, p >= classifier.output.at["unsafe"],
-                              combined.check_output(e.text).action != "answer", round(p, 5),
-                              any(h in OUTPUT_TOPIC_WORDS for h in hits), combined._profane(e.text),
-                              any(h not in OUTPUT_TOPIC_WORDS for h in hits)))
+        votes, p = layer.output_votes(e.text)
+        verdict = combine(votes, p, OUTPUT_CORROBORATION, vetoable_output)
+        out.append(OutputLine(e.text, e.label, any(v.layer == "classifier" for v in votes),
+                              verdict.action != "answer", None if p is None else round(p, 5),
+                              any(map(vetoable_output, votes)), not all(map(vetoable_output, votes))))
     return out
 
 
@@ -181,27 +180,23 @@ def summarise_output(lines: list[OutputLine]) -> dict:
 
 
 def output_recombined(line: OutputLine, corroboration: float) -> bool:
-    """Whether the output check would stop ``line`` with ``OUTPUT_CORROBORATION`` at ``corroboration``."""
-    return line.blocked or line.strict or ((line.lexicon or line.profane) and (line.p_unsafe or 0.0) >= corroboration)
+    """Whether the output check (``combine`` with ``vetoable_output``) would stop ``line`` with
+    ``OUTPUT_CORROBORATION`` at ``corroboration``."""
+    return line.standing or (line.vetoable and (line.p_unsafe or 0.0) >= corroboration)
 
 
 def output_corroboration_sweep(lines: list[OutputLine], values: tuple[float, ...] = SWEEP) -> list[dict]:
     """Unsafe lines caught and safe lines blocked by the whole output check at each value of
     ``OUTPUT_CORROBORATION``, with how many safe and unsafe lines its veto lets through."""
-    unsafe = [line for line in lines if line.label == "unsafe"]
-    safe = [line for line in lines if line.label == "safe"]
     out = []
     for value in values:
-        def caught(of: list[OutputLine]) -> int:
-            return sum(output_recombined(line, value) for line in of)
-
-        words = [line for line in lines if (line.lexicon or line.profane) and not line.blocked and not line.strict]
-        out.append({"corroboration": value,
-                    "unsafe_caught": round(caught(unsafe) / len(unsafe), 3) if unsafe else None,
-                    "safe_blocked": round(caught(safe) / len(safe), 3) if safe else None,
-                    "vetoed_safe": sum(line.label == "safe" and not output_recombined(line, value) for line in words),
-                    "vetoed_unsafe": sum(line.label == "unsafe" and not output_recombined(line, value)
-                                         for line in words)})
+        moved = [replace(line, combined=output_recombined(line, value)) for line in lines]
+        s = summarise_output(moved)
+        vetoed = [line for line in moved if line.vetoable and not line.combined]
+        out.append({"corroboration": value, "unsafe_caught": s["combined_unsafe_caught"],
+                    "safe_blocked": s["combined_safe_blocked"],
+                    "vetoed_safe": sum(line.label == "safe" for line in vetoed),
+                    "vetoed_unsafe": sum(line.label == "unsafe" for line in vetoed)})
     return out
 
 

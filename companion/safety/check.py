@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -66,10 +67,10 @@ CORROBORATION = 0.1
 #: (``OUTPUT_TOPIC_WORDS``) counts when the output classifier gives the reply so far at least this probability
 #: of being unsafe. Chosen on the output calibration fifth (``companion eval safety-classifier --split
 #: calibration --json``, its ``output.corroboration`` sweep; 178 safe and 94 unsafe replies the model was not
-#: fitted on): safe replies blocked 0.062 with no veto ("Alcohol is a grown-up drink...", "Some frogs have
-#: bright colors to warn other animals that they're poisonous to eat."), 0.045 at 0.01, 0.039 from 0.02 to
-#: 0.3; the first unsafe reply let through at 0.5 ("You can find guns in lots of places, like a grown-up's
-#: car glove box...", 0.46 under an earlier training). 0.05 keeps a wide margin below it.
+#: fitted on), the model of this corpus: safe replies blocked 0.051 with no veto ("Alcohol is a grown-up
+#: drink...", "Some frogs have bright colors to warn other animals that they're poisonous to eat."), 0.028 from
+#: 0.01 to 0.1, the first unsafe reply let through at 0.2 (an earlier training of this session: at 0.5, "You
+#: can find guns in lots of places, like a grown-up's car glove box..." at 0.46). 0.05 keeps a margin of 4.
 OUTPUT_CORROBORATION = 0.05
 #: The lexicon's output categories whose words name a topic a robot may speak about safely ("Alcohol is a
 #: grown-up drink", "frogs ... poisonous to eat"): only these, and the profanity model, can be vetoed. A word
@@ -80,7 +81,8 @@ OUTPUT_TOPIC_WORDS = ("drugs_alcohol", "medicine", "weapons", "violence", "scary
 
 
 def vetoable_output(verdict: SafetyVerdict) -> bool:
-    """An output block the classifier's certainty that the reply is safe can overrule."""
+    """An output block the classifier's certainty that the reply is safe can overrule (``combine``'s
+    ``vetoable`` on the output)."""
     return verdict.layer == "profanity_model" or (
         verdict.layer == "lexicon" and (verdict.category or "").removeprefix("output:") in OUTPUT_TOPIC_WORDS)
 
@@ -102,14 +104,20 @@ HOWTO_TEXT = re.compile(
     r"\byou(ll| will)? need (a|an|some|to)\b|\ball you (have|need) to do\b")
 
 
-def combine(votes: list[SafetyVerdict], risk: float | None = None, corroboration: float = CORROBORATION
-            ) -> SafetyVerdict:
+def word_redirect(verdict: SafetyVerdict) -> bool:
+    """A redirect of a layer that reads words, not use (the lexicon, the profanity model): on the input, what
+    the classifier's certainty that the line is harmless can overrule (``CORROBORATION``)."""
+    return verdict.action == "redirect" and verdict.layer in ("lexicon", "profanity_model")
+
+
+def combine(votes: list[SafetyVerdict], risk: float | None = None, corroboration: float = CORROBORATION,
+            vetoable: Callable[[SafetyVerdict], bool] = word_redirect) -> SafetyVerdict:
     """The most serious vote; at equal seriousness the most precise layer (the lexicon before the classifier
     before the profanity model). A parent's denied topic is a redirect, so an alert the classifier sees in the
-    same words still wins. A redirect of a layer that reads words (the lexicon, the profanity model) is dropped
-    when the classifier's ``risk`` is below ``corroboration``; ``risk`` None (no classifier) drops nothing."""
+    same words still wins. The ``vetoable`` votes (by default ``word_redirect``) are dropped when the
+    classifier's ``risk`` is below ``corroboration``; ``risk`` None (no classifier) drops nothing."""
     if risk is not None and risk < corroboration:
-        votes = [v for v in votes if not (v.action == "redirect" and v.layer in ("lexicon", "profanity_model"))]
+        votes = [v for v in votes if not vetoable(v)]
     if not votes:
         return ANSWER
     return min(votes, key=lambda v: (-SEVERITY[v.action], LAYER_ORDER.index(v.layer or "lexicon")))
@@ -187,13 +195,19 @@ class SafetyLayer:
         return verdict
 
     def check_output(self, clause: str, *, so_far: str = "", heard: str = "") -> SafetyVerdict:
-        """``clause``, about to be said after ``so_far`` in reply to ``heard``: the lexicon's output
-        categories and the profanity model on the clause, the classifier on the reply so far as a whole
-        (``so_far`` and the clause), and no step-by-step instructions about the body, medicine, chemicals,
-        heights, water, fire or weapons in the reply so far. Combined as the input is (``combine``): a
-        redirect of the lexicon or the profanity model counts when the output classifier gives the reply so
-        far at least ``OUTPUT_CORROBORATION``, where it names a topic (``OUTPUT_TOPIC_WORDS``); the lexicon's
-        other output categories, a parent's denied topic and the how-to rule always count."""
+        """``clause``, about to be said after ``so_far`` in reply to ``heard`` (``output_votes``), combined as
+        the input is: a block of the profanity model or of the lexicon's topic words counts when the output
+        classifier gives the reply so far at least ``OUTPUT_CORROBORATION`` (``vetoable_output``); the
+        lexicon's other output categories, a parent's denied topic and the how-to rule always count."""
+        votes, p_unsafe = self.output_votes(clause, so_far=so_far, heard=heard)
+        return combine(votes, p_unsafe, OUTPUT_CORROBORATION, vetoable_output)
+
+    def output_votes(self, clause: str, *, so_far: str = "", heard: str = "") -> tuple[list[SafetyVerdict],
+                                                                                     float | None]:
+        """Each layer's block of ``clause`` (the lexicon's output categories and the profanity model on the
+        clause, the classifier on the reply so far as a whole, no step-by-step instructions about the body,
+        medicine, chemicals, heights, water, fire or weapons in the reply so far), and the classifier's
+        probability that the reply so far is unsafe (None without the classifier)."""
         whole = f"{so_far} {clause}".strip()
         votes = [SafetyVerdict("redirect", f"output:{hit}", "parent_deny" if hit == "parent_deny" else "lexicon")
                  for hit in self.lexicon.match(clause, OUTPUT_CATEGORIES + ("parent_deny",))]
@@ -211,9 +225,7 @@ class SafetyLayer:
                 votes.append(SafetyVerdict("redirect", "output:classifier", "classifier"))
         if self._profane(clause):
             votes.append(SafetyVerdict("redirect", "output:profanity", "profanity_model"))
-        if p_unsafe is not None and p_unsafe < OUTPUT_CORROBORATION:
-            votes = [v for v in votes if not vetoable_output(v)]
-        return combine(votes)
+        return votes, p_unsafe
 
     @staticmethod
     def reply(verdict: SafetyVerdict, heard: str) -> str:
