@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -224,6 +225,26 @@ def test_questions_about_bodies_and_the_world_go_to_the_model(question):
     from companion.memory.answers import answer_from_facts
 
     assert answer_from_facts(question, []) is None
+
+
+def test_no_question_the_cards_answer_and_no_fact_or_social_dev_line_is_taken_for_one_about_the_child():
+    """The general shapes (``_ABOUT_ME``) must leave every fact question to the cards and the model: all the
+    cards' questions, the retrieval probes and the dev set's fact and social lines (~8,200)."""
+    import json
+
+    from companion.knowledge.cards import cards_dir, load_cards
+    from companion.memory.answers import answer_from_facts
+
+    lines = [q for c in load_cards() for q in c.questions]
+    lines += [json.loads(x)["q"] for x in (cards_dir() / "probes.jsonl").read_text().splitlines() if x.strip()]
+    dev = Path(__file__).resolve().parents[1] / "companion" / "data" / "eval" / "quality_dev.jsonl"
+    lines += [r["text"] for r in map(json.loads, dev.read_text().splitlines()) if r["kind"] in ("fact", "social")]
+    assert len(lines) > 8000
+    # Two card questions are truly about the child too, and memory's answer is the right one for a child who
+    # never said: "who is my uncle" (their uncle's name) and "how old will i be on my birthday".
+    mine = {"who is my uncle", "how old will i be on my birthday"}
+    taken = [q for q in lines if q not in mine and "haven't told me" in (answer_from_facts(q, []) or "")]
+    assert not taken, taken[:10]
 
 
 def test_a_familys_passwords_codes_and_cards_are_never_asked_for():

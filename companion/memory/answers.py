@@ -44,7 +44,7 @@ _ASKS = [
     (rf"\b(?:who|whos|who's|who is|who are)\b[\w' ]{{0,12}}\bmy (?P<who>{_PEOPLE})s?\b(?: this year| now)?\W*$", "person"),
     # Things about the child the facts never hold: answered honestly, never guessed.
     (rf"\b{_Q}\b[\w' ]{{0,20}}\bmy ((first |middle |last |full |nick|second )name|nickname|surname|birthday|"
-     r"hair|eyes|eye colou?r|hair colou?r|teddy'?s? name|toy'?s? name|doll'?s? name|class|grade|year at school)\b",
+     r"eye colou?r|hair colou?r|teddy'?s? name|toy'?s? name|doll'?s? name|class|grade|year at school)\b",
      "personal"),
     (r"\bwhat (grade|year|class) am i in\b", "grade"),
     (r"\bwhen('?s| is) my birthday\b|\bwhat colou?r (is|are) my (hair|eyes)\b",
@@ -73,18 +73,22 @@ _ABOUT_ME = [
     re.compile(r"\bwhat colou?r (?:is|are|was|were) my (?P<thing>[a-z']+(?: [a-z']+)?)"),
     re.compile(r"\b(?:what|where|who|when|which)(?: \w+)? (?:did|have) i (?!learn|learnt|learned|do if|say if)\w+"),
     re.compile(r"\bwhat (?:\w+ )?do i (?:like|love|want|hate|have|play|collect|call)\b(?! to\b)"),
-    re.compile(r"\bhow (?:tall|big|heavy|old|fast|strong|long is my hair) am i\b|\bhow tall am i\b"),
+    re.compile(r"\bhow (?:tall|big|heavy|old|fast|strong) am i\b"),
     re.compile(r"\bhow many (?P<thing>[a-z']+(?: [a-z']+)?) (?:do i have|have i got|did i)\b"),
     re.compile(r"\b(?:do|did) you (?:know|remember)\b(?!.*\b(?:why|how come|how does|how do)\b).*"
                r"\b(?:what|who|when|where|which) (?:i|my)\b"),
 ]
 
 
+#: How and why questions are about the world, whoever's eyes or tummy they name ("why do i see stars when i rub
+#: my eyes"): never answered from what the child told.
+_WHY = re.compile(r"\b(why|how come|how does|how do|how can|what happens|what makes)\b")
+
+
 def _about_me(text: str) -> str | None:
     """What a question asks about the child, by its general shape ("holiday", "cat's favourite toy"), or None
     for a question about every child (their body, their shadow) or not about the child at all."""
-    if re.search(r"\b(why|how come|how does|how do|how can|what happens|what makes|what does my|what do my)\b",
-                 text):
+    if _WHY.search(text) or re.search(r"\bwhat (does|do) my\b", text):
         return None
     for pattern in _ABOUT_ME:
         found = pattern.search(text)
@@ -123,6 +127,14 @@ def _relation(who: str) -> str:
 #: What is never asked for nor told to the robot: a family's passwords, codes, cards, bank details.
 _SECRET = re.compile(r"\b(pass ?words?|passcodes?|pin|pin number|codes?|credit cards?|card numbers?|bank\w*|"
                      r"social security|maiden name|account|login|log in)\b")
+
+
+def _possessive(what: str) -> str:
+    """A child's words for whose thing, as they are said aloud: "my teddys name" -> "teddy's name", "my cats
+    favourite toy" -> "cat's favourite toy"."""
+    what = re.sub(r"\b(\w+?)s\b(?= (?:name|favourite|favorite|job|birthday|toy|age|colou?r|hair|eyes?)\b)",
+                  r"\1's", what)
+    return re.sub(r"\b(sister|brother|mum|dad|mummy|daddy|teddy|toy|doll)s\b", r"\1's", what)
 
 
 def _private(text: str) -> str:
@@ -166,7 +178,7 @@ def _untold(kind: str, text: str) -> str:
     if kind == "personal":
         thing = re.search(r"\bmy ([\w' ]+?)(\?|$| is| are| called)", text)
         what = thing.group(1).strip() if thing else "that"
-        what = re.sub(r"\b(sister|brother|mum|dad|mummy|daddy|teddy|toy|doll)s\b", r"\1's", what)
+        what = _possessive(what)
         what = {"teacher": "teacher's name", "hair": "hair colour", "eyes": "eye colour"}.get(what, what)
         return f"You haven't told me your {what} yet. Will you tell me?"
     if kind == "family":
@@ -197,7 +209,7 @@ def answer_from_facts(heard: str, facts: list[Fact]) -> str | None:
     if _PRIVATE.search(text) or (_SECRET.search(text) and _about_me(text)):
         return _private(text)
     for pattern, kind in _ASKS:
-        found = re.search(pattern, text)
+        found = None if _WHY.search(text) else re.search(pattern, text)
         if not found:
             continue
         if kind == "person":
@@ -230,7 +242,6 @@ def answer_from_facts(heard: str, facts: list[Fact]) -> str | None:
             return f"You love {v}!"
     thing = _about_me(text)
     if thing:
-        thing = re.sub(r"\b(\w+?)s\b(?= (?:name|favourite|favorite|job|birthday|toy|age|colou?r))", r"\1's", thing)
         return ("You haven't told me that yet. Will you tell me?" if thing == "that"
-                else f"You haven't told me about your {thing} yet. Will you tell me?")
+                else f"You haven't told me about your {_possessive(thing)} yet. Will you tell me?")
     return None
