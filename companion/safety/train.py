@@ -52,10 +52,11 @@ SCALE = 20.0
 CALIBRATION_SHARE = 0.2
 #: The extra lines (the fact cards' questions as ``benign``, every speakable line as ``safe``) each epoch
 #: trains on, drawn afresh each epoch: all hand-written lines are trained on every epoch. Plain and many
-#: (2,250 cards), the extras took a growing share of the batches and of the class weights as cards were
-#: added, and a retrain after 460 new cards flagged 6 of 423 answered calibration lines only above alert
-#: 0.85 (calibration alert recall 0.77, from 0.98): a fixed number keeps what the model learns from the
-#: hard look-alikes the same however many cards there are.
+#: (~2,250 cards), the extras took a growing share of the batches and of the class weights as cards were
+#: added: a retrain with all of them after 460 new cards (session 11) flagged 6 of 423 answered calibration
+#: lines only above alert 0.85 (calibration alert recall 0.77; held-out 0.924, against 0.985 before the
+#: cards); the same corpus with the draw, 0.89 and 0.985. A fixed number keeps what the model learns from
+#: the hard look-alikes the same however many cards there are.
 EXTRA_PER_EPOCH = 1000
 
 
@@ -163,15 +164,16 @@ def train(source: Path, out: Path, lines: TrainingLines | None = None, *, epochs
         model = _model(AutoModel.from_pretrained(str(checkpoint)), len(in_classes), len(out_classes))
         extras = extra_lines()
         pools = [_parts(in_fit, extras), _parts(out_fit, extras)]
-        tasks = [("input", in_fit, in_classes), ("output", out_fit, out_classes)]
+        heads = [in_classes, out_classes]
         losses = []
-        for (hand, extra), (_task, _fit, classes) in zip(pools, tasks):
+        for (hand, extra), classes in zip(pools, heads):
             # Square-root balanced over what one epoch trains on: the 15 risk categories of ~60 lines each are
             # not drowned by ~500 benign ones, and benign lines are not made so cheap to miss that everything
             # looks risky.
-            epoch = [*hand, *extra[:EXTRA_PER_EPOCH]]
-            counts = np.bincount([classes.index(e.label) for e in epoch], minlength=len(classes))
-            weight = torch.tensor(np.sqrt(len(epoch) / (len(classes) * np.maximum(counts, 1))), dtype=torch.float32)
+            one_epoch = [*hand, *extra[:EXTRA_PER_EPOCH]]
+            counts = np.bincount([classes.index(e.label) for e in one_epoch], minlength=len(classes))
+            weight = torch.tensor(np.sqrt(len(one_epoch) / (len(classes) * np.maximum(counts, 1))),
+                                  dtype=torch.float32)
             losses.append(torch.nn.CrossEntropyLoss(weight=weight))
         optimiser = torch.optim.AdamW([{"params": model.encoder.parameters(), "lr": LR_ENCODER},
                                        {"params": [*model.input_head.parameters(), *model.output_head.parameters()],
@@ -181,16 +183,15 @@ def train(source: Path, out: Path, lines: TrainingLines | None = None, *, epochs
         for epoch in range(epochs):
             model.train()
             batches = []
-            for t, (hand, extra) in enumerate(pools):
-                drawn = [extra[i] for i in rng.permutation(len(extra))[:EXTRA_PER_EPOCH]]
-                tasks[t] = (tasks[t][0], [*hand, *drawn], tasks[t][2])
-            for t, (_task, fit, classes) in enumerate(tasks):
+            fits = [[*hand, *(extra[i] for i in rng.permutation(len(extra))[:EXTRA_PER_EPOCH])]
+                    for hand, extra in pools]
+            for t, fit in enumerate(fits):
                 order = rng.permutation(len(fit))
                 order = order[np.argsort([len(fit[i].text) for i in order], kind="stable")]  # less padding
                 batches += [(t, order[s:s + BATCH]) for s in range(0, len(order), BATCH)]
             rng.shuffle(batches)
             for t, idx in batches:
-                _task, fit, classes = tasks[t]
+                fit, classes = fits[t], heads[t]
                 enc = tokenizer([fit[i].text for i in idx], padding=True, truncation=True, max_length=MAX_TOKENS,
                                 return_tensors="pt")
                 logits = model(enc["input_ids"], enc["attention_mask"])[t]
