@@ -73,6 +73,8 @@ def test_bench_knowledge_reports_retrieval_time(real_cache):
     assert figures["cards"] >= 1500 and figures["calls"] == 70
     assert 0 < figures["retrieval_ms_median"] <= figures["retrieval_ms_max"]
     assert 0.5 <= figures["questions_with_a_card"] < 1.0  # chit-chat finds no card
+    # Misheard words are respelt and looked up again: every one finds its card, at the cost of a second encode.
+    assert figures["misheard_with_a_card"] == 1.0 and figures["misheard_ms_median"] > 0
 
 
 def test_the_example_turn_is_the_median_of_the_turns_the_model_answered():

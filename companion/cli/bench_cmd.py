@@ -126,7 +126,8 @@ def cmd_bench_knowledge(args: argparse.Namespace) -> int:
     else:
         print(f"retrieval over {figures['cards']} cards ({figures['rows']} rows): median "
               f"{figures['retrieval_ms_median']} ms, p95 {figures['retrieval_ms_p95']} ms, max "
-              f"{figures['retrieval_ms_max']} ms")
+              f"{figures['retrieval_ms_max']} ms; misheard questions (respelt second lookup): median "
+              f"{figures['misheard_ms_median']} ms, {figures['misheard_with_a_card']:.0%} find a card")
     return 0
 
 
