@@ -159,6 +159,59 @@ def test_matching_cards_sit_right_before_the_childs_words(encoder, tiny_model_di
     generator.close()
 
 
+def test_a_question_its_card_answers_closely_gets_the_cards_words_and_the_model_answers_the_rest(
+        encoder, tiny_model_dir):
+    import asyncio
+    from dataclasses import replace
+
+    from companion.brain.conversation import Conversation
+    from companion.brain.plan import TurnContext, card_answers
+    from companion.brain.prompt import Exchange
+    from companion.parent.settings import ParentSettings
+    from companion.safety.check import SafetyLayer
+    from companion.llm.generate import Generator
+    from companion.persona import load_persona
+    from tests.conftest import roomy_config
+
+    generator = Generator(tiny_model_dir)
+    knowledge = Knowledge(encoder, KnowledgeIndex.build(CARDS, encoder), KnowledgeConfig(min_similarity=0.5))
+    config = roomy_config()
+    conversation = Conversation(generator, config, "kid", None, knowledge)
+
+    def plan(heard, conv=conversation):
+        return asyncio.run(conv.plan(heard))
+
+    spider = plan("how many legs does a spider have")
+    assert (spider.kind, spider.line, spider.prompt) == ("card", CARDS[0].text, ())
+    assert spider.learn_facts and spider.verdict.action == "answer"
+    assert plan("what does a caterpillar turn into").line == CARDS[2].text
+    # A card that is only near the question grounds the model; it does not answer in its place.
+    near = plan("which star is the furthest away")
+    assert near.kind == "model" and near.line is None
+    # Not a question: the model talks, with the card in view when it is close.
+    assert plan("i saw a spider with eight legs").kind == "model"
+    # Words that point back: "it" may be the dog of the last turn, not the spider the words alone find.
+    close = TurnContext(child="kid", parent=ParentSettings(), cards=(CARDS[0].text,), card_score=0.95)
+    after_dog = replace(close, history=(Exchange(1, "my dog is called rex", "Rex sounds lovely!", 12),))
+    assert card_answers("how many legs does it have", close, conversation._brief)
+    assert not card_answers("how many legs does it have", after_dog, conversation._brief)
+    assert card_answers("how many legs does a spider have", after_dog, conversation._brief)
+    assert not card_answers("how many legs does a spider have", replace(close, card_score=0.85), conversation._brief)
+    # A persona with a shorter cap says the card cut at a sentence end.
+    short = replace(load_persona("pip"), max_words=10)
+    conversation._brief = replace(conversation._brief, persona=short)
+    assert plan("how many legs does a spider have").line == "A spider has eight legs."
+    # A card that fails the output check (here a parent's denied topic) is not said: the model answers.
+    conversation._brief = replace(conversation._brief, safety=SafetyLayer(
+        replace(config.safety, deny_topics=("butterfly",)), None))
+    assert plan("what does a caterpillar turn into").kind == "model"
+    # Turned off: every question goes to the model.
+    off = Conversation(generator, replace(config, knowledge=replace(config.knowledge, answer_similarity=1.01)),
+                       "kid2", None, knowledge)
+    assert plan("how many legs does a spider have", off).kind == "model"
+    generator.close()
+
+
 def test_sums_are_worked_out_not_retrieved():
     from companion.knowledge.arithmetic import arithmetic_fact
 

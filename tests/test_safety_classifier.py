@@ -330,8 +330,9 @@ def test_the_robot_may_say_the_fact_cards_through_the_output_classifier(classifi
     """The cards are trained on as ``safe``, yet the model trained on the session-10 corpus scores one over its
     threshold: "When you suck on a straw, you take air out of it..." (0.987 against 0.98), a word with a second
     meaning among the unsafe replies. At most that one of ~1,800; the fix is near-miss safe replies with such
-    words in the output corpus (issue 14's note), not an exception for reviewed text, which the robot never
-    says whole anyway (the model words its own reply)."""
+    words in the output corpus (issue 14's note), not an exception for reviewed text. A card that answers a
+    question is said whole only when it passes the output check (brain/plan.py); otherwise the model words
+    the answer with the card in its prompt."""
     from companion.knowledge.cards import load_cards
 
     cards = load_cards()

@@ -195,7 +195,8 @@ class Conversation:
         safety = SafetyLayer(replace(self.config.safety, deny_topics=(*self.config.safety.deny_topics,
                                                                        *parent.deny_topics)), self.classifier)
         persona = load_persona(parent.persona) if parent.persona else persona_of(self.config)
-        return Brief(persona, safety, self.model.tokenizer, self.config.memory.prompt_tokens)
+        return Brief(persona, safety, self.model.tokenizer, self.config.memory.prompt_tokens,
+                     self.config.knowledge.answer_similarity)
 
     def _adopt(self, parent: parent_settings.ParentSettings) -> Brief:
         """The parents' settings of this turn (changed on the dashboard): checks and persona follow them."""
@@ -248,11 +249,12 @@ class Conversation:
                 stored = await self.memory.call(_read_context, self.child, heard, recent,
                                                 self.config.memory.recall_turns, self.config.memory.max_facts, now,
                                                 self.guest)
-            cards = tuple(r.card.text for r in await cards_task) if cards_task is not None else ()
+            found = await cards_task if cards_task is not None else ()
         finally:
             if cards_task is not None and not cards_task.done():
                 cards_task.cancel()
-        return TurnContext(child=self.child, history=self._history, now=now, cards=cards,
+        return TurnContext(child=self.child, history=self._history, now=now, cards=tuple(r.card.text for r in found),
+                           card_score=found[0].score if found else 0.0,
                            recent_said=self._said, guest=self.guest, **stored)
 
     async def plan(self, heard: str) -> TurnPlan:

@@ -10,14 +10,16 @@ its words must pass and what to remember of the exchange.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
-from companion.brain.prompt import History, build_messages, facts_message, knowledge_message, recall_message
+from companion.brain.prompt import (History, asks_for_facts, build_messages, facts_message, knowledge_message,
+                                    recall_message)
 from companion.llm.tokenizer import ChatMessage, ChatTokenizer
 from companion.memory.answers import answer_from_facts
 from companion.memory.store import Fact, StoredTurn
 from companion.parent.settings import LINES, ParentSettings, gate
-from companion.persona import Persona
+from companion.persona import Persona, cap_words
 from companion.brain.care import caring_line
 from companion.safety.check import EMOTIONAL, SafetyLayer, SafetyVerdict
 
@@ -43,6 +45,8 @@ class TurnContext:
     history: History = ()
     #: Fact cards from the knowledge base that match what the child said (text only, best first).
     cards: tuple[str, ...] = ()
+    #: The best card's similarity to what the child said (0 without a card).
+    card_score: float = 0.0
     #: The robot's last replies in this session, newest last (none of their n-grams is said again).
     recent_said: tuple[str, ...] = ()
     #: Local time the turn began (quiet hours).
@@ -60,6 +64,9 @@ class Brief:
     tokenizer: ChatTokenizer
     #: Tokens the whole prompt may use.
     prompt_tokens: int
+    #: A question whose best card scores at least this gets the card's words (``KnowledgeConfig``);
+    #: above 1.0 the card only grounds the model.
+    card_answer_at: float = 2.0
 
     def system(self) -> ChatMessage:
         return ChatMessage("system", self.persona.system_prompt())
@@ -74,7 +81,8 @@ class TurnPlan:
     #: The input check's verdict (for a parents' gate: action "answer", category "quiet_hours"/"daily_limit").
     verdict: SafetyVerdict
     #: "model", or the source of the fixed line: "safety", "care" (a caring line for a sad, scared or
-    #: grieving child), "quiet_hours", "daily_limit", "memory".
+    #: grieving child), "quiet_hours", "daily_limit", "memory", "card" (a fact card that answers the
+    #: question, in its own words).
     kind: str
     #: The words to say when ``kind != "model"``: reviewed text, never the model's.
     line: str | None
@@ -106,9 +114,22 @@ class TurnPlan:
         return PERSONAL_INFO_PLACEHOLDER if self.verdict.category == "personal_info" else self.heard
 
 
+#: Words that point back at something said before ("how many legs does it have"): the card that the
+#: words alone find may be about something else, so the model answers with the conversation in view.
+_REFERS_BACK = re.compile(r"\b(it|its|they|them|their|that|those|these|he|she|him|her)\b", re.IGNORECASE)
+
+
+def card_answers(heard: str, ctx: TurnContext, brief: Brief) -> bool:
+    """The best fact card answers this question as it is written: a question for facts, a card close
+    enough (``card_answer_at``), and nothing in it that points back at earlier turns."""
+    return (bool(ctx.cards) and ctx.card_score >= brief.card_answer_at and asks_for_facts(heard)
+            and not (ctx.history and _REFERS_BACK.search(heard)))
+
+
 def plan_turn(heard: str, ctx: TurnContext, brief: Brief) -> TurnPlan:
-    """Parent gate, input safety, a caring line, an answer from memory, or a prompt; first match wins in
-    that order, except that a disclosure is heard and alerted whatever the hour."""
+    """Parent gate, input safety, a caring line, an answer from memory, a fact card that answers the
+    question, or a prompt; first match wins in that order, except that a disclosure is heard and alerted
+    whatever the hour."""
     verdict = brief.safety.check_input(heard)
     common = dict(heard=heard, history=ctx.history, guard=brief.safety, max_words=brief.persona.max_words,
                   child=ctx.child, guest=ctx.guest,
@@ -127,6 +148,11 @@ def plan_turn(heard: str, ctx: TurnContext, brief: Brief) -> TurnPlan:
     known = answer_from_facts(heard, list(ctx.facts))
     if known is not None:
         return TurnPlan(verdict=verdict, kind="memory", line=known, prompt=(), learn_facts=True, **common)
+    if card_answers(heard, ctx, brief):
+        line = cap_words(ctx.cards[0], brief.persona.max_words)
+        # Reviewed text, and still checked as every reply is: a parent's denied topic may be in it.
+        if brief.safety.check_output(line, heard=heard).action == "answer":
+            return TurnPlan(verdict=verdict, kind="card", line=line, prompt=(), learn_facts=True, **common)
     messages, history = prompt_messages(heard, ctx, brief)
     prompt = tuple(brief.tokenizer.encode_chat(messages))
     avoid = tuple(tuple(brief.tokenizer.encode(said)) for said in ctx.recent_said if said)

@@ -43,6 +43,13 @@ class KnowledgeConfig:
     #: (``knowledge/respell.py``: "what does a catapiller turn into"), and then needs this similarity: a
     #: respelt word can be the wrong one ("bloo" -> "blood").
     respelled_similarity: float = 0.7
+    #: A question whose best card scores at least this is answered with the card's own words (reviewed
+    #: text, said as written), not the model's: with the card in its prompt the 1.5B model still said
+    #: "Yes, Pluto is still a planet" and "A caterpillar turns into a big, fat dog". Below it the card
+    #: only grounds the model's reply ("what planet is furthest from the sun" found the Mercury card at
+    #: 0.86). Dev set (230 fact questions): 116 score >= 0.9 and their cards are right where the model
+    #: was wrong on 7. Above 1.0: never.
+    answer_similarity: float = 0.9
     #: 0 turns grounding off.
     enabled: bool = True
 
