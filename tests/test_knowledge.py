@@ -232,6 +232,7 @@ def test_the_number_next_to_another_and_a_words_spelling_are_worked_out():
     assert worked_fact("How do you spell elephant?") == "Elephant is spelled E, L, E, P, H, A, N, T."
     assert worked_fact("what is eight plus five") == "Eight plus five makes thirteen."
     for not_asked in ("what comes after the rain", "what comes before zero", "spell my name please",
+                      "whats after fifteen in fives", "what comes after 20 counting by tens",
                       "i can spell dog"):
         assert worked_fact(not_asked) is None, not_asked
 

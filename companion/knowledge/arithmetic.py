@@ -73,11 +73,15 @@ _NEIGHBOUR = re.compile(
     rf"(after|before)\s+{_NUMBER}\b|\b(one more|one less)\s+than\s+{_NUMBER}\b")
 
 
+#: Counting in steps ("in fives", "counting by tens"): the next number is not one more.
+_SKIP_COUNT = re.compile(r"\b(?:in|by)\s+(?:twos|threes|fours|fives|tens|hundreds|2s|5s|10s)\b")
+
+
 def neighbour_fact(heard: str) -> str | None:
     """'what comes after twenty' -> 'After twenty comes twenty-one.'; None when not asked."""
     text = heard.lower()
     match = _NEIGHBOUR.search(text)
-    if match is None:
+    if match is None or _SKIP_COUNT.search(text):  # "after fifteen in fives" is twenty: the cards say so
         return None
     if match.group(1):
         where, n = match.group(1), _value(match.group(2))
