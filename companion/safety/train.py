@@ -142,15 +142,16 @@ def extra_outputs() -> list[Example]:
     return [Example(text, "safe") for text in speakable_lines(by_sentence=False)]
 
 
-def train(source: Path, out: Path, lines: TrainingLines | None = None, *, epochs: int = EPOCHS) -> dict:
+def train(source: Path, out: Path, lines: TrainingLines | None = None, *, epochs: int = EPOCHS,
+          seed: int = SEED) -> dict:
     """Fine-tune on ``lines`` (the training corpus when None), write the int8 model, its tokenizer, the
     calibration share's probabilities and ``heads.json`` into ``out``."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     started = time.monotonic()
-    torch.manual_seed(SEED)
-    rng = np.random.default_rng(SEED)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     lines = TrainingLines.corpus() if lines is None else lines
     in_fit, in_cal = lines.input_fit, lines.input_calibration
     out_fit, out_cal = lines.output_fit, lines.output_calibration
@@ -224,7 +225,7 @@ def train(source: Path, out: Path, lines: TrainingLines | None = None, *, epochs
     np.savez(out / "calibration.npz", input_probs=in_p, input_labels=np.array([e.label for e in in_cal]),
              output_probs=out_p, output_labels=np.array([e.label for e in out_cal]))
     info = {
-        "version": TRAIN_VERSION, "key": corpus_key(), "seed": SEED, "epochs": epochs,
+        "version": TRAIN_VERSION, "key": corpus_key(), "seed": seed, "epochs": epochs,
         # Thresholds are set from calibration.npz when the model loads (classifier.calibrate).
         "input": {"classes": in_classes},
         "output": {"classes": out_classes},
@@ -271,11 +272,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines", type=Path, default=None,
                         help="train on these lines (JSON of TrainingLines.to_dict) instead of the corpus")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--seed", type=int, default=SEED,
+                        help="the initial heads, the line order and the extra lines drawn (not the calibration "
+                             "split, which stays seed 0): retrains with other seeds measure the training's spread")
     args = parser.parse_args(argv)
 
     def work() -> dict:
         lines = TrainingLines.from_dict(json.loads(args.lines.read_text())) if args.lines else None
-        return train(args.source, args.out, lines, epochs=args.epochs)
+        return train(args.source, args.out, lines, epochs=args.epochs, seed=args.seed)
 
     return run_step(work, "training")
 
