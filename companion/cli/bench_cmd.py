@@ -59,7 +59,7 @@ def add_parser(sub) -> None:
     tp.add_argument("--limit", type=int, default=None, help="only the first N utterances (a quick look)")
     tp.set_defaults(func=cmd_bench_turn)
     cp = bsub.add_parser("compare", help="two `companion bench --json` runs, utterance by utterance: a change "
-                                         "or noise? (median change of first audio with a 95 % interval)")
+                                         "or noise? (median change of first audio with a 95 %% interval)")
     cp.add_argument("before", type=Path)
     cp.add_argument("after", type=Path)
     cp.add_argument("--json", action="store_true")
