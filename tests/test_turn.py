@@ -230,10 +230,15 @@ def test_the_real_model_tells_a_finished_sentence_from_an_unfinished_one(real_ca
         loud = np.nonzero(np.abs(audio) > 0.01)[0]
         return np.concatenate([audio[:loud[-1] + 1], pause])
 
+    def median_probability(text: str) -> float:
+        # piper samples its own noise (no seed reaches it): one synthesis of "I went to the park and" scored
+        # 0.63 in one CI run and under 0.5 in the next. The median of five is the voice's, not one draw's.
+        return float(np.median([model.predict(said(text)).probability for _ in range(5)]))
+
     for finished in ("My favourite colour is green.", "How far away is the moon?"):
-        assert model.predict(said(finished)).probability >= CFG.threshold, finished
+        assert median_probability(finished) >= CFG.threshold, finished
     for unfinished in ("I went to the park and", "because"):
-        assert model.predict(said(unfinished)).probability < CFG.threshold, unfinished
+        assert median_probability(unfinished) < CFG.threshold, unfinished
     import asyncio
 
     assert asyncio.run(model.guess(said("because"))).probability < CFG.threshold  # the loop's way in
