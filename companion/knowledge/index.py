@@ -47,8 +47,10 @@ class KnowledgeConfig:
     #: text, said as written), not the model's: with the card in its prompt the 1.5B model still said
     #: "Yes, Pluto is still a planet" and "A caterpillar turns into a big, fat dog". Below it the card
     #: only grounds the model's reply ("what planet is furthest from the sun" found the Mercury card at
-    #: 0.86). Dev set (230 fact questions): 116 score >= 0.9 and their cards are right where the model
-    #: was wrong on 7. Above 1.0: never.
+    #: 0.86). Above 1.0: never (``--config`` with ``[knowledge] answer_similarity = 1.01`` compares).
+    #: Dev set, ``companion eval quality companion/data/eval/quality_dev.jsonl --json`` (2026-11-29, seed 0):
+    #: fact 0.922 before card answers (198af47), 0.939 with them, 0.948 once the cards were reworded to be
+    #: said whole (8409572).
     answer_similarity: float = 0.9
     #: 0 turns grounding off.
     enabled: bool = True

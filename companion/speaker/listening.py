@@ -123,7 +123,7 @@ class TalkingEnrolment:
 
     async def plan(self, heard: str):
         plan = await self.brain.plan(heard)
-        if plan.kind != "model":  # a safety or caring line, a parents' gate, an answer from memory: as always
+        if plan.kind != "model":  # a safety or caring line, a parents' gate, an answer from memory or a card
             return plan
         line, self._outcome = self._line()
         return replace(plan, kind=ENROLLING, line=line, prompt=(), messages=(), avoid=(), learn_facts=False)
