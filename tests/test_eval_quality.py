@@ -12,7 +12,7 @@ import pytest
 
 from companion.errors import CompanionError
 from companion.eval.quality import (METRICS, QualityItem, echoes, invented_claim, keyword_failures, load_items,
-                                    persona_leak, repeated_replies, score, summary)
+                                    persona_leak, repeated_replies, score, stock_openings, summary)
 from companion.persona import Persona, load_persona
 from tests.conftest import shared_eval
 
@@ -202,6 +202,24 @@ def test_summary_rates_and_failures(pip):
     replies = [reply for r in results for reply in r.replies]
     assert report["mean_words"] == round(sum(len(r.split()) for r in replies) / 7, 1)
     assert all(report[m] is None or 0 <= report[m] <= 1 for m in METRICS)
+
+
+def test_a_stock_opening_is_one_the_model_gave_to_another_social_line_too(pip):
+    def social(n, text, reply, source="stop"):
+        return score(QualityItem(f"s{n}", "social", text), [reply], pip, [source])
+
+    results = [
+        social(1, "i saw a fox in the garden", "That's great! What did you do with it?"),
+        social(2, "i got a gold star", "That's great!  Reading is so important."),
+        social(3, "we got a new puppy called biscuit", "A puppy called Biscuit! What does Biscuit like?"),
+        social(4, "im sad", "I'm sorry you're feeling sad.", "care"),  # a fixed line: not the model's
+        social(5, "i feel sad", "I'm sorry you're feeling sad.", "care"),
+        score(QualityItem("f1", "fact", "what is a fox"), ["That's great! A fox is a wild dog."], pip, ["stop"]),
+    ]
+    assert stock_openings(results) == ("s1", "s2")
+    report = summary(results)
+    assert report["stock_opening_rate"] == round(2 / 3, 3) and report["stock_openings"] == ["s1", "s2"]
+    assert summary(results[2:])["stock_opening_rate"] == 0.0
 
 
 def test_a_kind_without_lines_has_no_rate(pip):

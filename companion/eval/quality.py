@@ -292,6 +292,23 @@ def repeated_replies(replies: Sequence[str]) -> tuple[int, ...]:
     return tuple(out)
 
 
+#: Sources of a reply that are reviewed text, not the model's words (plan kinds of brain/plan.py).
+FIXED_SOURCES = frozenset({"safety", "care", "memory", "card", "quiet_hours", "daily_limit"})
+
+
+def stock_openings(results: Sequence[LineResult]) -> tuple[str, ...]:
+    """Ids of social lines whose model reply opens with the same sentence as the model's reply to another
+    social line ("That's great!" to a fox in the garden, a gold star and a new bike): a stock opener
+    says the robot did not listen. Fixed lines (a caring line, a safety line) are left out."""
+    firsts: dict[str, list[str]] = {}
+    for r in results:
+        if r.item.kind == "social" and r.sources and r.sources[0] not in FIXED_SOURCES:
+            first = next(iter(sentences(r.replies[0])), "")
+            if _normal(first):
+                firsts.setdefault(_normal(first), []).append(r.item.id)
+    return tuple(sorted(i for ids in firsts.values() if len(ids) > 1 for i in ids))
+
+
 def score(item: QualityItem, replies: Sequence[str], persona: Persona,
           sources: Sequence[str] | None = None) -> LineResult:
     """Every check of a line on its replies (one reply, or one per turn of a conversation)."""
@@ -344,6 +361,8 @@ def summary(results: Sequence[LineResult]) -> dict:
     echo_checked = [r for r in singles if r.echo is not None]
     conversations = by_kind["conversation"]
     replies = [reply for r in results for reply in r.replies]
+    social_model = [r for r in by_kind["social"] if r.sources and r.sources[0] not in FIXED_SOURCES]
+    stock = stock_openings(results)
     return {
         "fact_acc": _rate(sum(not r.keyword_failures for r in by_kind["fact"]), len(by_kind["fact"])),
         "social_ok": _rate(sum(not r.keyword_failures for r in by_kind["social"]), len(by_kind["social"])),
@@ -358,6 +377,9 @@ def summary(results: Sequence[LineResult]) -> dict:
         "repeat_rate": _rate(sum(bool(r.repeats) for r in conversations), len(conversations)),
         "repeat_reply_rate": _rate(sum(len(r.repeats) for r in conversations),
                                    sum(len(r.replies) for r in conversations)),
+        # Of the social lines the model answered: share opening with a sentence another line got too.
+        "stock_opening_rate": _rate(len(stock), len(social_model)),
+        "stock_openings": list(stock),
         "mean_words": round(sum(len(r.split()) for r in replies) / len(replies), 1) if replies else None,
         "counts": {**{k: len(v) for k, v in by_kind.items()}, "replies": len(replies),
                    "echo_checked": len(echo_checked), "persona_leaks": sum(leak is not None for r in results
@@ -367,7 +389,7 @@ def summary(results: Sequence[LineResult]) -> dict:
 
 
 METRICS = ("fact_acc", "social_ok", "child_fact_ok", "echo_rate", "persona_leak", "invented_child_facts",
-           "repeat_rate", "repeat_reply_rate")
+           "repeat_rate", "repeat_reply_rate", "stock_opening_rate")
 
 
 def format_table(report: dict) -> str:
