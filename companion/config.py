@@ -80,8 +80,9 @@ class PersonaConfig:
 class MemoryConfig:
     #: Transcripts older than this are deleted; facts stay until a parent erases them.
     retention_days: float = 30.0
-    #: Tokens the whole prompt (persona, memory, history, the child's words) may use.
-    prompt_tokens: int = 1024
+    #: Tokens the whole prompt (persona, memory, history, the child's words) may use. The persona's part
+    #: (~540 for Pip with its example exchanges, real tokenizer) is prefilled once and cached.
+    prompt_tokens: int = 1280
     #: Facts about the child put into the prompt.
     max_facts: int = 15
     #: Earlier turns found by full-text search put into the prompt.

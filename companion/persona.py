@@ -25,6 +25,8 @@ class Persona:
     max_words: int
     favourite_topics: tuple[str, ...]
     never: tuple[str, ...]
+    #: Example exchanges (child, reply) that show the persona's way of talking; in the cached prefix.
+    examples: tuple[tuple[str, str], ...] = ()
 
     def system_prompt(self) -> str:
         never = "; ".join(self.never)
@@ -42,7 +44,16 @@ class Persona:
             f"answer, say simply that you are not sure. "
             f"You love talking about {topics}. "
             f"You never: {never}. You remember what the child tells you and use it kindly."
+            + self._examples()
         )
+
+    def _examples(self) -> str:
+        """The example exchanges, marked as examples: their names and news are not this child's."""
+        if not self.examples:
+            return ""
+        shown = " ".join(f'Child: "{child}" You: "{reply}"' for child, reply in self.examples)
+        return (" How you talk (examples with other children, not to be copied: ask about what the child "
+                f"tells you, do not make up things about it): {shown}")
 
 
 def load_persona(persona_id: str, folder: Path | None = None) -> Persona:
@@ -61,11 +72,12 @@ def load_persona(persona_id: str, folder: Path | None = None) -> Persona:
             age_band=str(data["age_band"]), voice=str(data["voice"]), max_words=int(data["max_words"]),
             favourite_topics=tuple(str(t) for t in data.get("favourite_topics", [])),
             never=tuple(str(t) for t in data.get("never", [])),
+            examples=tuple((str(e["child"]), str(e["reply"])) for e in data.get("examples", [])),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise ConfigError(f"{path}: missing or bad field: {err}") from err
     unknown = set(data) - {"name", "description", "style", "age_band", "voice", "max_words", "favourite_topics",
-                           "never"}
+                           "never", "examples"}
     if unknown:
         raise ConfigError(f"{path}: unknown field(s) {', '.join(sorted(unknown))}")
     if not 5 <= persona.max_words <= 200:
