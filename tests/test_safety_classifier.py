@@ -272,6 +272,25 @@ def test_a_caring_line_names_the_feeling_says_it_is_okay_and_invites_more(heard,
     assert heard.lower() not in low  # never the child's words back
 
 
+@pytest.mark.parametrize("heard,feeling", [
+    ("my grandma is coming to stay with us", "unnamed"),
+    ("i went to the dentist and didnt cry", "unnamed"),
+    ("my balloon flew away", "unnamed"),
+    ("i hate my brother he took my ipad", "angry"),
+    ("my teacher told me off but it wasnt even me", "angry"),
+    ("my best friend said she doesnt want to play with me anymore", "lonely"),
+    ("nobody sat with me at lunch", "lonely"),
+    ("i didnt get picked for the team", "lonely"),
+    ("i cried all the way home", "sad"),
+])
+def test_a_child_who_names_no_feeling_is_asked_how_they_feel_not_told_they_are_sad(heard, feeling):
+    assert feeling_of(heard) == feeling
+    line = caring_line(heard, "sam").lower()
+    if feeling == "unnamed":
+        assert "feel" in line and "?" in line
+        assert not any(word in line for word in ("sad", "sorry", "scared", "angry", "lonely", "worried"))
+
+
 def test_caring_lines_vary_and_pass_the_output_check():
     layer = SafetyLayer(SafetyConfig(classifier=False))
     for pool in LINES.values():

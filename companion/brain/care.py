@@ -4,7 +4,9 @@ A small model at these moments echoes the child or talks about itself ("Pip's pa
 divorced..."). The safety classifier marks such a line ``emotional``; the robot then says one of
 these lines, chosen by the feeling the child named and varied by what they said, so two children
 (or one child twice) don't hear the same words. Every line names the feeling, says it is okay to
-feel it, and invites the child to say more or to tell a grown-up they love.
+feel it, and invites the child to say more or to tell a grown-up they love. When the child named no
+feeling, the line asks how they feel: a guess of "sad" to a child whose grandma is coming to stay
+is the robot not listening.
 """
 
 from __future__ import annotations
@@ -22,13 +24,20 @@ FEELINGS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(patt
                r"new (baby|brother|sister|school|house)|(mum|mom|mommy|dad|daddy|parents?)( \w+){0,3} (fight|argue|"
                r"shout|yell)\w*)\b"),
     ("scared", r"\b(scared|afraid|frightened|terrified|nightmares?|bad dreams?|monsters?|the dark|spooked)\b"),
-    ("lonely", r"\b(lonely|alone|no friends|no one (plays|likes|wants)|nobody (plays|likes|wants|played|picked)|"
-               r"left out|by myself|didnt (pick|invite)|not invited|dont have (any )?friends)\b"),
-    ("angry", r"\b(angry|mad|cross|furious|so annoyed|not fair|unfair|hate it when)\b"),
+    ("lonely", r"\b(lonely|alone|no friends|no one (plays|likes|wants)|nobody (plays|likes|wants|played|picked|sat)|"
+               r"left out|by myself|didnt (pick|invite)|not invited|(didnt|wasnt|not) (get )?(picked|chosen)|dont have (any )?friends|"
+               r"(not|isnt|wont be) (my|our) friend|(doesnt|dont|wont) (want to |wanna )?(play|be friends) with me)\b"),
+    ("angry", r"\b(angry|mad|cross|furious|so annoyed|not fair|unfair|i hate|hate it when|on purpose|"
+              r"wasnt (even )?me|not my fault)\b"),
     ("worried", r"\b(worried|worry|worrying|nervous|anxious|what if|scared that)\b"),
     ("embarrassed", r"\b(embarrass\w*|laughed at me|everyone laughed|made fun of me|teas\w*|called me)\b"),
     ("missing", r"\b(miss|missing)\b"),
+    ("sad", r"(?<!didnt )(?<!not )(?<!never )(?<!without )\b(sad|unhappy|upset|cry|crying|cried|tears|bad day|horrible day|hurt my feelings|feel bad|"
+            r"not happy|miserable|heartbroken)\b"),
 ))
+#: The pool when the child named no feeling: the classifier heard something big, but not whether it is
+#: happy or hard ("my grandma is coming to stay"), so the robot asks instead of saying "sad".
+UNNAMED = "unnamed"
 
 LINES: dict[str, tuple[str, ...]] = {
     "grief": (
@@ -90,6 +99,11 @@ LINES: dict[str, tuple[str, ...]] = {
         "Missing someone is a big feeling, and that's okay. Maybe you could draw them a picture or tell a "
         "grown-up how you feel.",
     ),
+    UNNAMED: (
+        "Thank you for telling me. How do you feel about it? I'm here to listen.",
+        "That sounds like a big thing. Does it give you a happy feeling or a hard feeling?",
+        "I'm glad you told me. How does it make you feel? You can tell me more if you like.",
+    ),
     "sad": (
         "I'm sorry you're feeling sad. It's okay to feel sad sometimes. Do you want to tell me what happened?",
         "That sounds really hard, and it's okay to feel that way. I'm here to listen. A grown-up you love can "
@@ -101,12 +115,12 @@ LINES: dict[str, tuple[str, ...]] = {
 
 
 def feeling_of(heard: str) -> str:
-    """The feeling the child named (``sad`` when none is named)."""
+    """The feeling the child named (``UNNAMED`` when none is named)."""
     plain = normalize(heard)
     for name, pattern in FEELINGS:
         if pattern.search(plain):
             return name
-    return "sad"
+    return UNNAMED
 
 
 def caring_line(heard: str, child: str = "") -> str:
