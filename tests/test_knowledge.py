@@ -109,6 +109,30 @@ def test_a_question_that_finds_no_card_is_tried_again_with_the_cards_spelling(en
     assert knowledge.find("i scored a goal at footbal today") == ()
 
 
+def test_a_sound_alike_word_gives_the_question_with_the_other_spelling():
+    from companion.knowledge.homophones import variants
+
+    assert variants("Why do cats per?") == ["why do cats purr?"]
+    assert variants("why is the son so hot") == ["why is the sun so hot"]
+    assert variants("what is a zebra") == []
+
+
+@pytest.mark.real_model
+def test_a_misheard_sound_alike_finds_the_card_that_answers_it_and_only_when_it_answers_it(encoder):
+    cards = (*CARDS,
+             FactCard("c1", "animals", "Cats purr when they feel happy and relaxed.", ("why do cats purr",)),
+             FactCard("m1", "numbers", "A car on a motorway goes about 70 miles per hour.",
+                      ("how fast does a car go",)))
+    knowledge = Knowledge(encoder, KnowledgeIndex.build(cards, encoder), KnowledgeConfig())
+    heard = knowledge.index.lookup(encoder.encode_one("why do cats per"), k=1, min_similarity=0.0)
+    assert heard[0].score < KnowledgeConfig().answer_similarity  # as heard, no card answers it
+    found = knowledge.find("why do cats per")
+    assert found and found[0].card.id == "c1" and found[0].score >= KnowledgeConfig().answer_similarity
+    assert knowledge.find("how many miles per hour does a car go")[0].card.id == "m1"  # "per" meant per
+    # A statement is not a question: no second reading is tried.
+    assert all(r.card.id != "c1" for r in knowledge.find("my cats per", question=False))
+
+
 @pytest.mark.real_model
 def test_the_index_is_cached_and_rebuilt_when_the_cards_change(encoder, tmp_path):
     first = KnowledgeIndex.cached(CARDS, encoder, "enc", tmp_path)

@@ -52,6 +52,10 @@ class KnowledgeConfig:
     #: fact 0.922 before card answers (198af47), 0.939 with them, 0.948 once the cards were reworded to be
     #: said whole (8409572).
     answer_similarity: float = 0.9
+    #: A question with a sound-alike word (``knowledge/homophones.py``: "why do cats per") takes the
+    #: other spelling's cards when they answer it (``answer_similarity``) and beat the heard words' best
+    #: card by at least this.
+    sounds_like_margin: float = 0.1
     #: 0 turns grounding off.
     enabled: bool = True
 
@@ -146,7 +150,21 @@ class Knowledge:
             if respelled != text.lower():
                 found = self.index.lookup(self.encoder.encode_one(respelled), k=self.config.max_cards,
                                           min_similarity=max(floor, self.config.respelled_similarity))
+        if question and (not found or found[0].score < self.config.answer_similarity):
+            found = self._sounds_like(text, found, floor)
         return tuple(r for r in found if r.score >= found[0].score - self.config.second_card_within) if found else ()
+
+    def _sounds_like(self, text: str, found: list[Retrieved], floor: float) -> list[Retrieved]:
+        """``found``, or the cards of the question with a sound-alike word respelt when they answer it
+        outright and clearly better."""
+        from companion.knowledge.homophones import variants
+
+        best = found[0].score if found else 0.0
+        for variant in variants(text):
+            other = self.index.lookup(self.encoder.encode_one(variant), k=self.config.max_cards, min_similarity=floor)
+            if other and other[0].score >= max(self.config.answer_similarity, best + self.config.sounds_like_margin):
+                found, best = other, other[0].score
+        return found
 
 
 def load_knowledge(config: KnowledgeConfig, cache, encoder: LoadedEncoder | None = None) -> Knowledge | None:
