@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from companion.brain.guard import OutputGuard, cap_margin
+from companion.llm.generate import TokenEvent
 from companion.tts.clauses import ClauseSplitter
 from companion.voice.testing import ScriptedBrain
 from tests.conftest import roomy_config
@@ -184,3 +185,36 @@ def test_an_answer_restating_a_question_and_a_reply_with_nothing_else_are_spoken
         "Your best friend is moving away."
     # Too few of the child's words to tell an echo from a reply: nothing is held.
     assert _said("A puppy! How lovely.", heard="i got a puppy") == "A puppy! How lovely."
+
+
+def test_a_story_asked_for_gets_twice_the_words_and_tokens_of_an_ordinary_reply(tiny_model_dir):
+    from companion.brain.conversation import Conversation
+    from companion.brain.guard import reply_chunks
+    from companion.brain.plan import asks_for_story
+    from companion.llm.generate import Generator
+    from companion.llm.sampling import SamplingParams
+
+    assert asks_for_story("can you tell me a story about a dragon") and asks_for_story("make up a story")
+    assert not asks_for_story("whats your favourite story") and not asks_for_story("what is a story")
+    generator = Generator(tiny_model_dir)
+    conversation = Conversation(generator, roomy_config(), "kid", None)
+    story = asyncio.run(conversation.plan("tell me a story about a space cat"))
+    chat = asyncio.run(conversation.plan("i like cats"))
+    generator.close()
+    assert (chat.max_words, chat.reply_scale) == (40, 1.0)
+    assert (story.max_words, story.reply_scale) == (80, 2.0)
+
+    seen = []
+
+    class Recording:
+        async def stream(self, prompt_ids, params, gate=None, avoid=()):
+            seen.append(params.max_new_tokens)
+            for i, word in enumerate(STORY.split(" ") * 3):
+                yield TokenEvent(i, (" " if i else "") + word, i, 0.0)
+
+    async def said(plan):
+        return " ".join([c.text async for c in reply_chunks(plan, Recording(), SamplingParams(max_new_tokens=80))])
+
+    long, short = asyncio.run(said(story)), asyncio.run(said(chat))
+    assert seen == [160, 80]
+    assert 40 < len(long.split()) <= 80 + cap_margin(80) and len(short.split()) <= 40 + cap_margin(40)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from companion.brain.echo import ECHO_MIN_WORDS, ECHO_SHARE, content_words, echo_share
@@ -196,6 +196,8 @@ async def reply_chunks(plan: TurnPlan, model: LanguageModel, params: SamplingPar
     ``observe`` sees every token and the result (timings, token counts); it decides nothing.
     """
     guard = OutputGuard(plan)
+    if plan.reply_scale != 1.0:
+        params = replace(params, max_new_tokens=max(1, round(params.max_new_tokens * plan.reply_scale)))
     if plan.line is not None:
         for chunk in guard.line(plan.line):
             yield chunk

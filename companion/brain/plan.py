@@ -107,6 +107,9 @@ class TurnPlan:
     #: Whose turn it is (a remote brain answers for this child; ``guest``: for nobody's memory).
     child: str = ""
     guest: bool = False
+    #: How many times an ordinary reply's length this one may be (its word cap is already scaled; the
+    #: model's token limit is scaled by ``reply_chunks``): a story asked for gets room to be told.
+    reply_scale: float = 1.0
 
     @property
     def stored_heard(self) -> str:
@@ -117,6 +120,18 @@ class TurnPlan:
 #: Words that point back at something said before ("how many legs does it have"): the card that the
 #: words alone find may be about something else, so the model answers with the conversation in view.
 _REFERS_BACK = re.compile(r"\b(it|its|they|them|their|that|those|these|he|she|him|her)\b", re.IGNORECASE)
+
+
+#: An ask for a story ("tell me a story about a dragon", "can you make up a story"): the robot's favourite
+#: thing to do gets room: at a 40-word cap the 1.5B model's "Sure! Here's a story about a dragon:" was all
+#: the child heard.
+_STORY = re.compile(r"\b(tell|make up|read|say|do)( me| us)?( a| another| one more| the)?( \w+){0,2} (story|fairy ?tale)\b|"
+                    r"\b(story|stories) (about|of|with)\b|\bonce upon a time\b", re.IGNORECASE)
+STORY_SCALE = 2.0
+
+
+def asks_for_story(heard: str) -> bool:
+    return bool(_STORY.search(heard))
 
 
 def card_answers(heard: str, ctx: TurnContext, brief: Brief) -> bool:
@@ -156,8 +171,10 @@ def plan_turn(heard: str, ctx: TurnContext, brief: Brief) -> TurnPlan:
     messages, history = prompt_messages(heard, ctx, brief)
     prompt = tuple(brief.tokenizer.encode_chat(messages))
     avoid = tuple(tuple(brief.tokenizer.encode(said)) for said in ctx.recent_said if said)
+    scale = STORY_SCALE if asks_for_story(heard) else 1.0
     return TurnPlan(verdict=verdict, kind="model", line=None, prompt=prompt, learn_facts=True, avoid=avoid,
-                    messages=tuple(messages), **{**common, "history": history})
+                    messages=tuple(messages), reply_scale=scale,
+                    **{**common, "history": history, "max_words": round(brief.persona.max_words * scale)})
 
 
 def prompt_messages(heard: str, ctx: TurnContext, brief: Brief) -> tuple[list[ChatMessage], History]:
