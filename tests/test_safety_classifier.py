@@ -291,6 +291,23 @@ def test_a_child_who_names_no_feeling_is_asked_how_they_feel_not_told_they_are_s
         assert not any(word in line for word in ("sad", "sorry", "scared", "angry", "lonely", "worried"))
 
 
+@pytest.mark.parametrize("heard,named", [
+    ("I'm angry at my brother.", True), ("im so scared of the dark", True), ("i feel really lonely", True),
+    ("it makes me sad when people shout", True), ("i was a bit worried about my test", True),
+    ("are you sad?", False), ("my teddy is sad", False), ("im mad about dinosaurs", False),
+    ("i am happy", False), ("im not sad", False), ("scary movies are fun", False),
+])
+def test_a_child_naming_their_own_feeling_is_heard_as_emotional_without_the_classifier(heard, named):
+    from companion.safety.feelings import names_own_feeling
+
+    assert names_own_feeling(heard) is named
+    verdict = SafetyLayer(SafetyConfig(classifier=False)).check_input(heard)
+    assert (verdict.category == "emotional") is named and verdict.action == "answer"
+    # A risk the child names beside a feeling is still a risk.
+    assert SafetyLayer(SafetyConfig(classifier=False)).check_input(heard + " and i want to hurt myself").action == \
+        "alert"
+
+
 def test_caring_lines_vary_and_pass_the_output_check():
     layer = SafetyLayer(SafetyConfig(classifier=False))
     for pool in LINES.values():

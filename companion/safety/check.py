@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from companion.safety.lexicon import ACTIONS, OUTPUT_CATEGORIES, Lexicon
+from companion.safety.feelings import names_own_feeling
 from companion.safety.replies import reply_for
 
 if TYPE_CHECKING:
@@ -192,6 +193,8 @@ class SafetyLayer:
         verdict = combine(votes, risk)
         if verdict.action == "answer" and emotional:
             return SafetyVerdict("answer", EMOTIONAL, "classifier")
+        if verdict.action == "answer" and names_own_feeling(text):
+            return SafetyVerdict("answer", EMOTIONAL, "lexicon")
         return verdict
 
     def check_output(self, clause: str, *, so_far: str = "", heard: str = "") -> SafetyVerdict:
