@@ -281,6 +281,8 @@ def test_a_caring_line_names_the_feeling_says_it_is_okay_and_invites_more(heard,
     ("my best friend said she doesnt want to play with me anymore", "lonely"),
     ("nobody sat with me at lunch", "lonely"),
     ("i didnt get picked for the team", "lonely"),
+    ("my best friend is moving away to another town", "missing"),
+    ("my dad is moving out", "family"),
     ("i cried all the way home", "sad"),
 ])
 def test_a_child_who_names_no_feeling_is_asked_how_they_feel_not_told_they_are_sad(heard, feeling):

@@ -20,9 +20,12 @@ from companion.safety.normalize import normalize
 FEELINGS: tuple[tuple[str, re.Pattern[str]], ...] = tuple((name, re.compile(pattern)) for name, pattern in (
     ("grief", r"\b(died|dead|dies|passed away|funeral|put to sleep|put down|not alive|gone to heaven|in heaven|"
               r"lost my (grandma|grandpa|granny|nana|dog|cat|pet|fish|hamster|rabbit|bunny))\b"),
-    ("family", r"\b(divorc\w*|split(ting)? up|breaking up|dont live together|moving (house|away|out)|"
+    # The family's own move is a change at home; a friend who moves away is missed (below).
+    ("family", r"\b(divorc\w*|split(ting)? up|breaking up|dont live together|mov(ing|ed) (house|out)|"
+               r"(we|were|we are|our family|my family|im|i am)( \w+)? (moving|going to move)|"
                r"new (baby|brother|sister|school|house)|(mum|mom|mommy|dad|daddy|parents?)( \w+){0,3} (fight|argue|"
                r"shout|yell)\w*)\b"),
+    ("missing", r"\b(friend|friends|cousin|teacher|neighbou?r)\b.*\b(moving|moved|move) away\b"),
     ("scared", r"\b(scared|afraid|frightened|terrified|nightmares?|bad dreams?|monsters?|the dark|spooked)\b"),
     ("lonely", r"\b(lonely|alone|no friends|no one (plays|likes|wants)|nobody (plays|likes|wants|played|picked|sat)|"
                r"left out|by myself|didnt (pick|invite)|not invited|(didnt|wasnt|not) (get )?(picked|chosen)|dont have (any )?friends|"
