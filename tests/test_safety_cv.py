@@ -14,6 +14,7 @@ import pytest
 from companion.errors import CompanionError
 from companion.eval.safety_classifier import Line, OutputLine
 from companion.eval.safety_cv import CvPlan, FoldResult, cross_validate, cv_folds, summarise_cv
+from companion.safety.train import SEEDS
 from companion.safety.classifier import _key, corpus_dir, input_corpus, output_corpus
 
 # -- the folds ----------------------------------------------------------------------------------------
@@ -180,6 +181,19 @@ CLI = ("import sys; from companion.cli.main import main; rc = main(sys.argv[1:])
 
 
 @pytest.mark.real_model
+def test_a_soup_averages_each_weight_and_keeps_integer_buffers():
+    import torch
+
+    from companion.safety.train import soup
+
+    runs = [{"w": torch.tensor([1.0, 2.0]), "ids": torch.tensor([0, 1])},
+            {"w": torch.tensor([3.0, 6.0]), "ids": torch.tensor([0, 1])},
+            {"w": torch.tensor([2.0, 1.0]), "ids": torch.tensor([0, 1])}]
+    averaged = soup(runs)
+    assert torch.equal(averaged["w"], torch.tensor([2.0, 3.0])) and averaged["w"].dtype == torch.float32
+    assert torch.equal(averaged["ids"], torch.tensor([0, 1])) and averaged["ids"].dtype == torch.int64
+
+
 def test_a_two_fold_smoke_trains_scores_and_resumes(real_cache, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     argv = [sys.executable, "-c", CLI, "eval", "safety-classifier", "--cv", "2", "--cv-limit", "10",
@@ -190,6 +204,7 @@ def test_a_two_fold_smoke_trains_scores_and_resumes(real_cache, tmp_path):
     assert rep["cv"]["k"] == 2 and rep["cv"]["limit"] == 10 and rep["folder"] == str(tmp_path)
     assert len(rep["folds"]) == 2 and all(f["train_s"] > 0 for f in rep["folds"])
     assert "epoch 1/1 done" in proc.stderr and "fold 2/2: scored" in proc.stderr
+    assert all(f"seed {seed} done" in proc.stderr for seed in SEEDS)  # each fold is a soup, as prepare's model
     cats = rep["input"]["per_category"]
     assert len(cats) == 17 and all(c["n"] == 10 for c in cats.values()), {k: c["n"] for k, c in cats.items()}
     assert sum(f["sizes"]["input_test"] for f in rep["folds"]) == 170
