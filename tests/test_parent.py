@@ -17,6 +17,7 @@ from companion.memory.store import MemoryStore
 from companion.parent import auth
 from companion.parent import settings as ps
 from companion.parent.app import create_app
+from tests.conftest import roomy_config
 
 PASSWORD = "correct horse battery"
 
@@ -161,7 +162,7 @@ def _reply(conversation, heard):
 
 def test_the_loop_obeys_quiet_hours_limits_and_deny_topics_from_the_next_turn(tiny_model_dir, store):
     generator = Generator(tiny_model_dir)
-    conversation = Conversation(generator, CompanionConfig(), "mia", store)
+    conversation = Conversation(generator, roomy_config(), "mia", store)
     now = dt.datetime.now()
     # Around midnight the window wraps past it; it still covers now.
     start, end = (now - dt.timedelta(minutes=5)).strftime("%H:%M"), (now + dt.timedelta(minutes=5)).strftime("%H:%M")
