@@ -174,11 +174,10 @@ def train(source: Path, out: Path, lines: TrainingLines | None = None, *, epochs
         pools = [_parts(in_fit, extras), _parts(out_fit, extras)]
         heads = [in_classes, out_classes]
         weights = []
-        for hand, extra in pools:
+        for (hand, extra), classes in zip(pools, heads):
             # Square-root balanced over what one epoch trains on: the 15 risk categories of ~60 lines each are
             # not drowned by ~500 benign ones, and benign lines are not made so cheap to miss that everything
             # looks risky.
-            classes = heads[len(weights)]
             one_epoch = [*hand, *extra[:EXTRA_PER_EPOCH]]
             counts = np.bincount([classes.index(e.label) for e in one_epoch], minlength=len(classes))
             weights.append(torch.tensor(np.sqrt(len(one_epoch) / (len(classes) * np.maximum(counts, 1))),
