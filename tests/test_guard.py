@@ -218,3 +218,37 @@ def test_a_story_asked_for_gets_twice_the_words_and_tokens_of_an_ordinary_reply(
     long, short = asyncio.run(said(story)), asyncio.run(said(chat))
     assert seen == [160, 80]
     assert 40 < len(long.split()) <= 80 + cap_margin(80) and len(short.split()) <= 40 + cap_margin(40)
+
+
+def test_news_a_hello_or_a_question_about_the_robot_asks_back_and_facts_stories_goodbyes_do_not(tiny_model_dir):
+    from companion.brain.conversation import Conversation
+    from companion.brain.guard import reply_chunks
+    from companion.brain.plan import ASK_WITHIN_TOKENS, asks_back
+    from companion.llm.generate import Generator
+    from companion.llm.sampling import SamplingParams
+
+    for heard in ("we got a new puppy and hes called biscuit", "I made a cake with my dad.", "hi pip",
+                  "whats your favourite game", "Do you have any pets?", "lets play a guessing game"):
+        assert asks_back(heard), heard
+    for heard in ("why do cats purr", "how many legs does a spider have", "tell me a story about a dragon",
+                  "thank you goodbye", "bye pip", "good night", ""):
+        assert not asks_back(heard), heard
+    generator = Generator(tiny_model_dir)
+    conversation = Conversation(generator, roomy_config(), "kid", None)
+    news = asyncio.run(conversation.plan("i got a new bike for my birthday"))
+    bye = asyncio.run(conversation.plan("bye bye see you tomorrow"))
+    generator.close()
+    assert (news.ask_within, bye.ask_within) == (ASK_WITHIN_TOKENS, 0)
+
+    seen = []
+
+    class Recording:
+        async def stream(self, prompt_ids, params, gate=None, avoid=()):
+            seen.append(params.ask_within)
+            yield TokenEvent(0, "Wow!", 0, 0.0)
+
+    async def said(plan):
+        return [c.text async for c in reply_chunks(plan, Recording(), SamplingParams())]
+
+    asyncio.run(said(news)), asyncio.run(said(bye))
+    assert seen == [ASK_WITHIN_TOKENS, 0]

@@ -142,6 +142,12 @@ def test_stops_on_end_of_turn_token_and_on_length(tiny_model_dir):
     stopped = gen.generate(ids, GREEDY)
     assert stopped.stop_reason == "stop"
     assert stopped.token_ids == free.token_ids[:first]
+    # A reply that should ask back (``ask_within``) does not end there: the end-of-turn token waits for a
+    # question mark or for ``ask_within`` tokens; what came before it is unchanged.
+    asking = gen.generate(ids, SamplingParams(**{**GREEDY.__dict__, "ask_within": first + 4}))
+    assert asking.token_ids[:first] == free.token_ids[:first]
+    assert len(asking.token_ids) > first
+    assert asking.stop_reason == "length" or len(asking.token_ids) >= first + 4 or "?" in asking.text
     gen.close()
 
 

@@ -48,7 +48,7 @@ def test_seed_makes_sampling_reproducible():
 
 
 @pytest.mark.parametrize("bad", [dict(max_new_tokens=0), dict(temperature=-1), dict(top_p=0), dict(top_k=-1),
-                                 dict(repetition_penalty=0)])
+                                 dict(repetition_penalty=0), dict(ask_within=-1)])
 def test_invalid_params_are_rejected(bad):
     with pytest.raises(ValueError):
         SamplingParams(**bad)
@@ -68,3 +68,12 @@ def test_no_ngram_of_the_last_replies_is_said_again():
     rng = np.random.default_rng(0)
     assert sample(logits, greedy, [1, 5, 6, 7, 8], rng, earlier) != 9
     assert sample(logits, greedy, [1, 5, 6, 7, 8], rng, ()) == 9
+
+
+def test_forbidden_tokens_are_never_drawn():
+    logits = np.array([0.1, 3.0, 2.9, -1.0], dtype=np.float32)
+    greedy = SamplingParams(temperature=0.0, repetition_penalty=1.0)
+    assert sample(logits, greedy, [], _rng(), forbid={1}) == 2
+    drawn = {sample(logits, SamplingParams(temperature=1.0, top_k=0, top_p=1.0), [], _rng(s), forbid={1, 2})
+             for s in range(50)}
+    assert drawn <= {0, 3} and drawn

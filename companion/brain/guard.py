@@ -198,6 +198,8 @@ async def reply_chunks(plan: TurnPlan, model: LanguageModel, params: SamplingPar
     guard = OutputGuard(plan)
     if plan.reply_scale != 1.0:
         params = replace(params, max_new_tokens=max(1, round(params.max_new_tokens * plan.reply_scale)))
+    if plan.ask_within != params.ask_within:
+        params = replace(params, ask_within=plan.ask_within)
     if plan.line is not None:
         for chunk in guard.line(plan.line):
             yield chunk

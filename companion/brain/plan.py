@@ -110,6 +110,9 @@ class TurnPlan:
     #: How many times an ordinary reply's length this one may be (its word cap is already scaled; the
     #: model's token limit is scaled by ``reply_chunks``): a story asked for gets room to be told.
     reply_scale: float = 1.0
+    #: The reply should end by asking the child something (``asks_back``): the model's end-of-turn token
+    #: waits for a question mark for this many tokens (0: it may end anywhere; ``SamplingParams.ask_within``).
+    ask_within: int = 0
 
     @property
     def stored_heard(self) -> str:
@@ -132,6 +135,21 @@ STORY_SCALE = 2.0
 
 def asks_for_story(heard: str) -> bool:
     return bool(_STORY.search(heard))
+
+
+#: The end of a conversation or a thank-you: nothing to ask back.
+_CLOSING = re.compile(r"\b(good ?bye|bye|see you|good ?night|night night|thank(s| you)|gotta go|have to go|"
+                      r"i'?m going (now|to bed|to sleep))\b", re.IGNORECASE)
+#: Tokens a reply that should ask back may run before it may end without a question (about 20 words).
+ASK_WITHIN_TOKENS = 28
+
+
+def asks_back(heard: str) -> bool:
+    """Whether the reply should ask the child something back: news, a hello, a question to the robot about
+    itself, an ask to play; not a question for facts (the answer is the point), a story (the story is), or
+    a goodbye or a thank-you."""
+    return bool(heard.strip()) and not asks_for_facts(heard) and not asks_for_story(heard) \
+        and not _CLOSING.search(heard)
 
 
 def card_answers(heard: str, ctx: TurnContext, brief: Brief) -> bool:
@@ -174,6 +192,7 @@ def plan_turn(heard: str, ctx: TurnContext, brief: Brief) -> TurnPlan:
     scale = STORY_SCALE if asks_for_story(heard) else 1.0
     return TurnPlan(verdict=verdict, kind="model", line=None, prompt=prompt, learn_facts=True, avoid=avoid,
                     messages=tuple(messages), reply_scale=scale,
+                    ask_within=ASK_WITHIN_TOKENS if asks_back(heard) else 0,
                     **{**common, "history": history, "max_words": round(brief.persona.max_words * scale)})
 
 

@@ -268,6 +268,7 @@ class Generator:
         first_token_s = None
         stop_reason = "length"
         drafted = accepted_drafts = 0
+        asked = False  # the reply holds a question mark (``params.ask_within``)
         while len(generated) < params.max_new_tokens and stop_reason == "length":
             if gate is not None:
                 gate.wait(cancel)
@@ -288,7 +289,8 @@ class Generator:
             # decoding would, and go on while the sample is the drafted token.
             kept = 0
             for row in logits:
-                token = sample(row, params, generated, rng, avoid)
+                hold = not asked and len(generated) < params.ask_within
+                token = sample(row, params, generated, rng, avoid, self.tokenizer.stop_token_ids if hold else ())
                 if token in self.tokenizer.stop_token_ids:
                     stop_reason = "stop"
                     break
@@ -297,6 +299,7 @@ class Generator:
                 if first_token_s is None:
                     first_token_s = now
                 event = TokenEvent(token, decoder.push(token), len(generated) - 1, now, cached)
+                asked = asked or "?" in event.text
                 if on_token is not None:
                     on_token(event)
                 if kept < len(draft) and token == draft[kept]:

@@ -37,6 +37,11 @@ class SamplingParams:
     #: decoding gives (up to float rounding between a one-token and a several-token pass); it just
     #: takes fewer passes when the reply copies a fact card, the child's words or itself.
     draft_tokens: int = 4
+    #: A reply that should ask the child something back (``TurnPlan.ask_back``: the child told news, said
+    #: hello or asked the robot about itself) does not end before it holds a question mark, until this many
+    #: tokens are written (0: it may end anywhere). The 1.5B model often stops after a one-line remark
+    #: ("A puppy called Biscuit is adorable!"), which leaves a six-year-old nothing to say next.
+    ask_within: int = 0
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -51,6 +56,8 @@ class SamplingParams:
             raise ValueError("repetition_penalty must be > 0")
         if self.draft_tokens < 0:
             raise ValueError("draft_tokens must be >= 0")
+        if self.ask_within < 0:
+            raise ValueError("ask_within must be >= 0")
 
 
 def apply_repetition_penalty(logits: np.ndarray, previous: Iterable[int], penalty: float) -> np.ndarray:
@@ -82,10 +89,10 @@ def banned_next(generated: Sequence[int], avoid: Sequence[Sequence[int]], n: int
 
 
 def sample(logits: np.ndarray, params: SamplingParams, previous: list[int], rng: np.random.Generator,
-           avoid: Sequence[Sequence[int]] = ()) -> int:
-    """The next token id from a (vocab,) float array of logits."""
+           avoid: Sequence[Sequence[int]] = (), forbid: Iterable[int] = ()) -> int:
+    """The next token id from a (vocab,) float array of logits; never one of ``forbid``."""
     logits = apply_repetition_penalty(logits, previous, params.repetition_penalty)
-    banned = banned_next(previous, avoid, params.no_repeat_ngram)
+    banned = banned_next(previous, avoid, params.no_repeat_ngram) | set(forbid)
     if banned and len(banned) < logits.shape[0]:
         logits = logits.copy()
         logits[list(banned)] = -np.inf
