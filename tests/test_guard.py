@@ -220,7 +220,7 @@ def test_a_story_asked_for_gets_twice_the_words_and_tokens_of_an_ordinary_reply(
     assert 40 < len(long.split()) <= 80 + cap_margin(80) and len(short.split()) <= 40 + cap_margin(40)
 
 
-def test_news_a_hello_or_a_question_about_the_robot_asks_back_and_facts_stories_goodbyes_do_not(tiny_model_dir):
+def test_news_a_hello_or_an_ask_to_play_asks_back_and_questions_stories_goodbyes_do_not(tiny_model_dir):
     from companion.brain.conversation import Conversation
     from companion.brain.guard import reply_chunks
     from companion.brain.plan import ASK_WITHIN_TOKENS, asks_back
@@ -228,9 +228,10 @@ def test_news_a_hello_or_a_question_about_the_robot_asks_back_and_facts_stories_
     from companion.llm.sampling import SamplingParams
 
     for heard in ("we got a new puppy and hes called biscuit", "I made a cake with my dad.", "hi pip",
-                  "whats your favourite game", "Do you have any pets?", "lets play a guessing game"):
+                  "lets play a guessing game", "im so bored theres nothing to do"):
         assert asks_back(heard), heard
     for heard in ("why do cats purr", "how many legs does a spider have", "tell me a story about a dragon",
+                  "Hello, what is your name?", "Do you have any pets?",
                   "thank you goodbye", "bye pip", "good night", ""):
         assert not asks_back(heard), heard
     generator = Generator(tiny_model_dir)

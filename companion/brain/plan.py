@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from companion.brain.prompt import (History, asks_for_facts, build_messages, facts_message, knowledge_message,
-                                    recall_message)
+                                    looks_like_question, recall_message)
 from companion.llm.tokenizer import ChatMessage, ChatTokenizer
 from companion.memory.answers import answer_from_facts
 from companion.memory.store import Fact, StoredTurn
@@ -145,10 +145,10 @@ ASK_WITHIN_TOKENS = 28
 
 
 def asks_back(heard: str) -> bool:
-    """Whether the reply should ask the child something back: news, a hello, a question to the robot about
-    itself, an ask to play; not a question for facts (the answer is the point), a story (the story is), or
-    a goodbye or a thank-you."""
-    return bool(heard.strip()) and not asks_for_facts(heard) and not asks_for_story(heard) \
+    """Whether the reply should ask the child something back: news, a hello, an ask to play; not a question
+    (the answer is the point: made to go on after "My name is Pip.", the model recited its persona), a
+    story (the story is), or a goodbye or a thank-you."""
+    return bool(heard.strip()) and not looks_like_question(heard) and not asks_for_story(heard) \
         and not _CLOSING.search(heard)
 
 
