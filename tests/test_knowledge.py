@@ -133,6 +133,32 @@ def test_a_misheard_sound_alike_finds_the_card_that_answers_it_and_only_when_it_
     assert all(r.card.id != "c1" for r in knowledge.find("my cats per", question=False))
 
 
+def test_the_colours_and_numbers_a_child_names_pick_between_cards_only_when_two_or_more_are_named():
+    from companion.knowledge.contrast import contrast_words, narrow
+
+    assert contrast_words("what do you get if you mix Red and WHITE and 2 gray") == {"red", "white", "two", "grey"}
+    assert contrast_words("how many months in one year") == frozenset()  # "one" names no number to match
+    found = ["In paint, red and blue mixed together make purple.", "Adding white paint to red paint makes pink."]
+    assert narrow("what do you get when you mix red and white", found, str) == found[1:]
+    assert narrow("what do you get when you mix red and green", found, str) == found  # no card has both
+    assert narrow("what colour is a blue whale", found, str) == found  # one colour may be a description
+    assert narrow("why is the sky blue", [], str) == []
+
+
+@pytest.mark.real_model
+def test_a_card_naming_the_childs_two_colours_is_found_before_a_closer_one_naming_another(encoder):
+    cards = (FactCard("p", "science", "In paint, red and blue mixed together make purple.",
+                      ("what does red and blue make",)),
+             FactCard("k", "science", "Adding white paint to red paint makes pink.", ("how do you make pink",)))
+    knowledge = Knowledge(encoder, KnowledgeIndex.build(cards, encoder),
+                          KnowledgeConfig(min_similarity=0.3, second_card_within=1.0))
+    heard = "what colour do you get when you mix red and white"
+    by_meaning = knowledge.index.lookup(encoder.encode_one(heard), k=2, min_similarity=0.0)
+    assert by_meaning[0].card.id == "p"  # the sentence vectors alone put purple first
+    assert [r.card.id for r in knowledge.find(heard)] == ["k"]
+    assert [r.card.id for r in knowledge.find("what does red and blue make")][0] == "p"
+
+
 @pytest.mark.real_model
 def test_the_index_is_cached_and_rebuilt_when_the_cards_change(encoder, tmp_path):
     first = KnowledgeIndex.cached(CARDS, encoder, "enc", tmp_path)

@@ -13,6 +13,7 @@ import numpy as np
 from companion.encoder.runtime import LoadedEncoder, SentenceEncoder, load_encoder
 from companion.knowledge.arithmetic import worked_fact
 from companion.knowledge.cards import FactCard, digest
+from companion.knowledge.contrast import narrow
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,10 @@ class KnowledgeConfig:
     #: 0 turns grounding off.
     enabled: bool = True
 
+
+#: Cards retrieval considers before the ones that name the child's colours and numbers are preferred
+#: (``knowledge/contrast.py``); ``max_cards`` of them go on.
+CANDIDATES = 8
 
 #: How ``KnowledgeIndex.build`` makes its vectors; a change rebuilds every cached index.
 INDEX_VERSION = 2
@@ -144,7 +149,7 @@ class Knowledge:
         query = self.encoder.encode_one(text)
         floor = self.config.min_similarity if question else max(self.config.min_similarity,
                                                                  self.config.statement_similarity)
-        found = self.index.lookup(query, k=self.config.max_cards, min_similarity=floor)
+        found = self._narrowed(text, self.index.lookup(query, k=CANDIDATES, min_similarity=floor))
         if not found and question:
             respelled = self.respeller.respell(text)
             if respelled != text.lower():
@@ -153,6 +158,11 @@ class Knowledge:
         if question and (not found or found[0].score < self.config.answer_similarity):
             found = self._sounds_like(text, found, floor)
         return tuple(r for r in found if r.score >= found[0].score - self.config.second_card_within) if found else ()
+
+    def _narrowed(self, text: str, found: list[Retrieved]) -> list[Retrieved]:
+        """The best ``max_cards`` of ``found``, keeping those that name the colours and numbers ``text``
+        names when some do (``knowledge/contrast.py``)."""
+        return narrow(text, found, lambda r: " ".join((r.card.text, *r.card.questions)))[: self.config.max_cards]
 
     def _sounds_like(self, text: str, found: list[Retrieved], floor: float) -> list[Retrieved]:
         """``found``, or the cards of the question with a sound-alike word respelt when they answer it
