@@ -22,7 +22,7 @@ PERSON = (r"(my|his|her|their|the|a|an|that|this|some)? ?(brother|sister|mom|mum
 #: Benign phrases removed before matching (idioms and everyday uses of scary-looking words).
 BENIGN = [
     r"kill(ing)? (the )?time", r"killing it", r"dying to", r"die (of )?laughing", r"(i|you) (could )?die of embarrassment",
-    r"(water|nerf|toy|bubble|glue|squirt|hair|ray|laser) guns?", r"(photo|bath|bath ?time) bombs?",
+    r"(water|nerf|toy|bubble|glue|squirt|hair|ray|laser|foam|dart|confetti|glitter) guns?", r"(photo|bath|bath ?time) bombs?",
     r"(flu|booster) shots?", r"shots? at the doctors?", r"(got|get|had|have) (a|my) shots?",
     r"knife( \w+){0,3} (for|when|to)( \w+){0,3} (cook|cooking|bake|baking|kitchen|cut (the |up )?(vegetables|food|bread|"
     r"fruit|apples?|cake|sandwich|carrots?)|spread|butter)",
@@ -42,6 +42,12 @@ BENIGN = [
     r"record|clock|timer)",
     r"hit (the|a|my) (ball|puck|pinata|drums?|shuttlecock|target|button|bell|gong|nail|tennis ball|golf ball|"
     r"baseball|birdie|snooze button)",
+    r"(accidentally|by accident) (hit|kicked|bumped|scratched|pushed|elbowed|knocked|stepped on|trod on|banged) me",
+    r"(hit|kicked|bumped|scratched|pushed|elbowed|knocked|banged) me (by accident|accidentally)",
+    # A password for a club, a den or a fort is a game; one for a tablet, a game account or a phone is not.
+    r"(club|clubhouse|den|fort|treehouse|tree house|castle|hideout|gang|team)( \w+){0,4} (secret )?pass ?words?",
+    r"(secret )?pass ?words? (for|to|of) (our|my|the) (secret )?(club|clubhouse|den|fort|treehouse|tree house|"
+    r"castle|hideout|gang|team|pillow fort)",
     r"(dont|do not|never|shouldnt|should not|mustnt|must not|not allowed to|not supposed to) (ever )?(put|stick|poke|"
     r"touch)( \w+){0,4} (sockets?|outlets?|plugs?|plug holes?|toasters?)",
     # The literal sense of words a bag-of-words profanity model takes for insults: farm animals and their
