@@ -71,6 +71,13 @@ class Brief:
     def system(self) -> ChatMessage:
         return ChatMessage("system", self.persona.system_prompt())
 
+    def recital(self) -> tuple[tuple[int, ...], ...]:
+        """The persona's description and style as token ids: no n-gram of them is said (``TurnPlan.avoid``).
+        Made to go on after "My name is Pip.", the model said "I am a small, kind and cheerful robot friend
+        who lives with the family", its prompt word for word."""
+        texts = (self.persona.description, self.persona.style)
+        return tuple(tuple(self.tokenizer.encode(lead + text)) for text in texts for lead in ("", " "))
+
 
 @dataclass(frozen=True)
 class TurnPlan:
@@ -146,8 +153,9 @@ ASK_WITHIN_TOKENS = 28
 
 def asks_back(heard: str) -> bool:
     """Whether the reply should ask the child something back: news, a hello, an ask to play; not a question
-    (the answer is the point: made to go on after "My name is Pip.", the model recited its persona), a
-    story (the story is), or a goodbye or a thank-you."""
+    (the answer is the point: made to go on after "My name is Pip.", the model went on "I am a robot friend
+    who lives in the house and helps people with their questions. What can I do for you today?"), a story
+    (the story is), or a goodbye or a thank-you."""
     return bool(heard.strip()) and not looks_like_question(heard) and not asks_for_story(heard) \
         and not _CLOSING.search(heard)
 
@@ -188,7 +196,7 @@ def plan_turn(heard: str, ctx: TurnContext, brief: Brief) -> TurnPlan:
             return TurnPlan(verdict=verdict, kind="card", line=line, prompt=(), learn_facts=True, **common)
     messages, history = prompt_messages(heard, ctx, brief)
     prompt = tuple(brief.tokenizer.encode_chat(messages))
-    avoid = tuple(tuple(brief.tokenizer.encode(said)) for said in ctx.recent_said if said)
+    avoid = tuple(tuple(brief.tokenizer.encode(said)) for said in ctx.recent_said if said) + brief.recital()
     scale = STORY_SCALE if asks_for_story(heard) else 1.0
     return TurnPlan(verdict=verdict, kind="model", line=None, prompt=prompt, learn_facts=True, avoid=avoid,
                     messages=tuple(messages), reply_scale=scale,
