@@ -243,6 +243,7 @@ def test_news_a_hello_or_an_ask_to_play_asks_back_and_questions_stories_goodbyes
     # Going on, the model may not recite its persona: the description's n-grams are never said.
     said = [generator.tokenizer.decode(list(a)).strip() for a in news.avoid]
     assert conversation.persona.description in said and conversation.persona.style in said
+    assert ", ".join(conversation.persona.favourite_topics) in said
 
     seen = []
 

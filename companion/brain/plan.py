@@ -72,10 +72,11 @@ class Brief:
         return ChatMessage("system", self.persona.system_prompt())
 
     def recital(self) -> tuple[tuple[int, ...], ...]:
-        """The persona's description and style as token ids: no n-gram of them is said (``TurnPlan.avoid``).
-        Made to go on after "My name is Pip.", the model said "I am a small, kind and cheerful robot friend
-        who lives with the family", its prompt word for word."""
-        texts = (self.persona.description, self.persona.style)
+        """The persona's description, style and favourite topics as the system prompt writes them, as token
+        ids: no n-gram of them is said (``TurnPlan.avoid``). Made to go on after "My name is Pip.", the model
+        said "I am a small, kind and cheerful robot friend who lives with the family", its prompt word for
+        word."""
+        texts = (self.persona.description, self.persona.style, ", ".join(self.persona.favourite_topics))
         return tuple(tuple(self.tokenizer.encode(lead + text)) for text in texts for lead in ("", " "))
 
 
