@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from companion.brain.prompt import (History, asks_for_facts, build_messages, facts_message, knowledge_message,
                                     looks_like_question, recall_message)
@@ -71,6 +72,7 @@ class Brief:
     def system(self) -> ChatMessage:
         return ChatMessage("system", self.persona.system_prompt())
 
+    @cached_property
     def recital(self) -> tuple[tuple[int, ...], ...]:
         """The persona's description, style and favourite topics as the system prompt writes them, as token
         ids: no n-gram of them is said (``TurnPlan.avoid``). Made to go on after "My name is Pip.", the model
@@ -197,7 +199,7 @@ def plan_turn(heard: str, ctx: TurnContext, brief: Brief) -> TurnPlan:
             return TurnPlan(verdict=verdict, kind="card", line=line, prompt=(), learn_facts=True, **common)
     messages, history = prompt_messages(heard, ctx, brief)
     prompt = tuple(brief.tokenizer.encode_chat(messages))
-    avoid = tuple(tuple(brief.tokenizer.encode(said)) for said in ctx.recent_said if said) + brief.recital()
+    avoid = tuple(tuple(brief.tokenizer.encode(said)) for said in ctx.recent_said if said) + brief.recital
     scale = STORY_SCALE if asks_for_story(heard) else 1.0
     return TurnPlan(verdict=verdict, kind="model", line=None, prompt=prompt, learn_facts=True, avoid=avoid,
                     messages=tuple(messages), reply_scale=scale,

@@ -19,12 +19,12 @@ from typing import TypeVar
 
 _COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "white", "black", "grey", "brown",
             "violet", "indigo", "gold", "silver", "turquoise")
-#: "one" is left out: "one side of the moon", "in one year" name no number to match.
-_NUMBERS = ("zero", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+_NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
             "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty")
-#: Spellings of the same word: one form each.
-_SAME = {"gray": "grey", "golden": "gold", **{str(n): word for n, word in enumerate(("zero", "one", *_NUMBERS[1:])) if n != 1}}
-_CONTRAST = frozenset(_COLOURS) | frozenset(_NUMBERS)
+#: Spellings of the same word: one form each (digits as words).
+_SAME = {"gray": "grey", "golden": "gold", **{str(n): word for n, word in enumerate(_NUMBERS)}}
+#: "one" is left out: "one side of the moon", "in one year" name no number to match.
+_CONTRAST = (frozenset(_COLOURS) | frozenset(_NUMBERS)) - {"one"}
 _WORD = re.compile(r"[a-z]+|\d+")
 
 T = TypeVar("T")

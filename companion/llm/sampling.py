@@ -37,9 +37,9 @@ class SamplingParams:
     #: decoding gives (up to float rounding between a one-token and a several-token pass); it just
     #: takes fewer passes when the reply copies a fact card, the child's words or itself.
     draft_tokens: int = 4
-    #: A reply that should ask the child something back (``TurnPlan.ask_back``: the child told news, said
-    #: hello or asked the robot about itself) does not end before it holds a question mark, until this many
-    #: tokens are written (0: it may end anywhere). The 1.5B model often stops after a one-line remark
+    #: A reply that should ask the child something back (``TurnPlan.ask_within``, set by ``plan.asks_back``:
+    #: the child told news, said hello or asked to play) does not end before it holds a question mark, until
+    #: this many tokens are written (0: it may end anywhere). The 1.5B model often stops after a one-line remark
     #: ("A puppy called Biscuit is adorable!"), which leaves a six-year-old nothing to say next.
     ask_within: int = 0
 
