@@ -257,3 +257,30 @@ def test_news_a_hello_or_an_ask_to_play_asks_back_and_questions_stories_goodbyes
 
     asyncio.run(said(news)), asyncio.run(said(bye))
     assert seen == [ASK_WITHIN_TOKENS, 0]
+
+
+def test_the_robot_never_claims_a_pet_or_a_family_of_its_own():
+    """After the child's puppy Biscuit, "do you have any pets?" got "Yes, I have a puppy named Biscuit"."""
+    from companion.brain.claims import LINES, robot_owns
+
+    heard = "do you have any pets"
+    for reply, kind in (("Yes, I have a puppy named Biscuit. He loves to play!", "pet"),
+                        ("Yes! I've got two little kittens.", "pet"),
+                        ("I love dogs, my puppy is called Max.", "pet"),
+                        ("No, but my mum has a cat.", "family")):
+        chunks = _chunks(reply, heard=heard)
+        said = " ".join(c.text for c in chunks)
+        assert said.endswith(LINES[kind]) and chunks[-1].source == "robot", (reply, said)
+        assert "Biscuit" not in said and "Max" not in said and not said.startswith(("Yes", "No,")), said
+    # A first "Yes" that is not followed by a claim is spoken with what follows, and alone when alone.
+    assert _said("Yes, I love hearing about animals! What is your pet called?", heard=heard) == \
+        "Yes, I love hearing about animals! What is your pet called?"
+    assert _said("Yes!", heard=heard) == "Yes!"
+    # Not claims: the child's pets, seeing one, a favourite, a story's dog, the family the robot lives with.
+    for sentence in ("You have a puppy called Biscuit!", "I have seen a puppy at the park.",
+                     "I had a fun time hearing about your dog.", "My favourite pet is a dog.",
+                     "I live with the family.", "Oh my, a puppy!", "I have an idea!"):
+        assert robot_owns(sentence) is None, sentence
+    story = "Once upon a time, a girl said: my puppy is lost! She looked everywhere."
+    assert _said(story, heard="tell me a story about a puppy") == story
+    assert _said(story, heard="lets pretend we have a puppy") == story

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from companion.brain.claims import ASKS_ABOUT_ROBOT, LINES as ROBOT_LINES, YES_NO, checks_claims, robot_owns
 from companion.brain.echo import ECHO_MIN_WORDS, ECHO_SHARE, content_words, echo_share
 from companion.brain.plan import TurnPlan
 from companion.brain.prompt import looks_like_question
@@ -39,7 +40,8 @@ class ReplyChunk:
     text: str
     #: Position in the reply (0 first).
     index: int
-    #: "model", "line" (a fixed line of the plan) or "guard" (the redirect that replaced an unsafe clause).
+    #: "model", "line" (a fixed line of the plan), "guard" (the redirect that replaced an unsafe clause) or
+    #: "robot" (the reviewed line that replaced the model's claim to a pet or a family: brain/claims.py).
     source: str
     #: The output check's verdict when ``source == "guard"``.
     blocked: SafetyVerdict | None = None
@@ -72,6 +74,11 @@ class OutputGuard:
     ("It's okay that your friend is" repeats one word of four). One that repeats none ("Oh no, that
     sounds sad,") is spoken at once, so a reply of its own waits for nothing. Only when the reply has
     nothing else is a dropped sentence said after all.
+
+    No pets or family of its own (``brain/claims.py``): a clause in which the robot claims one ("I have a
+    puppy named Biscuit") is replaced by a reviewed line and the reply ends there. When the child asked the
+    robot about itself, a first "Yes," is held until the next clause: "Yes, I'm a robot, so I don't have a
+    pet" would contradict itself.
     """
 
     def __init__(self, plan: TurnPlan) -> None:
@@ -94,6 +101,10 @@ class OutputGuard:
         self._dropped: str | None = None
         #: Every clause of the model's text checked so far (spoken, held or dropped).
         self._checked = ""
+        self._claims = plan.line is None and checks_claims(plan.heard)
+        #: A first "Yes," held while the child asked about the robot (see the class's docstring).
+        self._hold_yes = self._claims and bool(ASKS_ABOUT_ROBOT.search(plan.heard))
+        self._yes: list[str] = []
 
     def push(self, text: str) -> list[ReplyChunk]:
         return self._pass(self._splitter.push(text))
@@ -108,6 +119,9 @@ class OutputGuard:
 
     def flush(self) -> list[ReplyChunk]:
         out = self._pass(self._splitter.flush())
+        if self._yes and not self.done:  # the reply was only "Yes!"
+            yes, self._yes = self._yes, []
+            out += self._speak(self._first_sentence(" ".join(yes)))
         if self._held:  # the reply ended inside its first sentence: that is all it has to say
             held, self._held, self._echo_of = self._held, [], None
             out += self._speak(held)
@@ -135,6 +149,15 @@ class OutputGuard:
                 self.done, self.blocked = True, verdict
                 out.append(self._chunk(self._plan.guard.reply(verdict, self._plan.heard), "guard", verdict))
                 break
+            if self._claims and (kind := robot_owns(piece)) is not None:
+                self._yes, self.done = [], True
+                out.append(self._chunk(ROBOT_LINES[kind], "robot"))
+                break
+            if self._hold_yes and self._index == 0 and YES_NO.match(piece):
+                self._yes.append(piece)
+                continue
+            if self._yes:
+                piece, self._yes = " ".join([*self._yes, piece]), []
             out += self._speak(self._first_sentence(piece))
         return out
 
