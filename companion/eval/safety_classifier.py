@@ -47,6 +47,8 @@ class Line:
     p_risk: float | None = None
     #: The profanity model alone would redirect the line.
     profane: bool = False
+    #: The classifier's probability of profanity and hate together (what confirms the profanity model).
+    p_rude: float | None = None
 
 
 def run_input(classifier: SafetyClassifier, examples: list[Example], config: SafetyConfig = SafetyConfig()
@@ -58,10 +60,11 @@ def run_input(classifier: SafetyClassifier, examples: list[Example], config: Saf
         v = combined.check_input(e.text)
         # What the classifier alone makes of the line, as it reads it in the combined layer.
         assessed = classifier.assess_input(combined._for_classifier(e.text))
-        p_risk = assessed.groups.get("risk")
+        p_risk, p_rude = assessed.groups.get("risk"), assessed.groups.get("rude")
         out.append(Line(e.text, e.label, v.action, flags_action(assessed.flags), lexicon.check_input(e.text).action,
                         v.layer, v.action == "answer" and v.category == EMOTIONAL,
-                        None if p_risk is None else round(p_risk, 5), combined._profane(e.text)))
+                        None if p_risk is None else round(p_risk, 5), combined._profane(e.text),
+                        None if p_rude is None else round(p_rude, 5)))
     return out
 
 
@@ -109,10 +112,10 @@ SWEEP = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 
 def recombined(line: Line, corroboration: float) -> str:
     """The combined action ``line`` would get with ``CORROBORATION`` at ``corroboration``: the classifier's
-    action, the lexicon's alert, and a redirect of the lexicon or the profanity model when the classifier's
-    risk probability reaches ``corroboration``."""
+    action, the lexicon's alert, a redirect of the lexicon when the classifier's risk probability reaches
+    ``corroboration``, and one of the profanity model when its probability of rudeness does too."""
     votes = [SafetyVerdict(line.classifier, None, "classifier"), SafetyVerdict(line.lexicon, None, "lexicon")]
-    if line.profane:
+    if line.profane and (line.p_rude is None or line.p_rude >= corroboration):
         votes.append(SafetyVerdict("redirect", "profanity", "profanity_model"))
     return combine([v for v in votes if v.action != "answer"], line.p_risk, corroboration).action
 
@@ -125,8 +128,9 @@ def corroboration_sweep(lines: list[Line], values: tuple[float, ...] = SWEEP) ->
     for value in values:
         moved = [replace(line, combined=recombined(line, value)) for line in scored]
         s = summarise_input(moved) if moved else {}
-        vetoed = [line for line in scored if (line.lexicon == "redirect" or line.profane) and line.p_risk < value
-                  and recombined(line, value) == "answer"]
+        vetoed = [line for line in scored if recombined(line, value) == "answer" and (
+            line.lexicon == "redirect" and line.p_risk < value
+            or line.profane and (line.p_risk if line.p_rude is None else line.p_rude) < value)]
         out.append({"corroboration": value, "alert_recall": s.get("alert_recall"),
                     "redirect_recall": s.get("redirect_recall"), "over_refusal": s.get("over_refusal"),
                     "vetoed_answer": sum(expected(v.category) == "answer" for v in vetoed),

@@ -45,12 +45,19 @@ TRAIN_VERSION = 4  # 4: a soup of three seeds (safety/train.py SEEDS)
 MAX_TOKENS = 128
 
 ALERT_CATEGORIES = ("self_harm", "disclosure", "stranger_contact")
+#: What the profanity model's vote must be confirmed by (``InputAssessment.groups["rude"]``): its words
+#: ("stupid", "hate", "boo") are rude only when the classifier hears rudeness, not any risk at all.
+RUDE_CATEGORIES = ("profanity", "hate")
 #: How often each group may fire on lines it should not, on the calibration fifth (lines not trained on):
 #: an alert on a benign or emotional line, any redirect or alert on one, a caring reply to plain benign
 #: talk, a block of a safe reply. Each threshold is the lowest that stays within its budget, so recall is
 #: as high as that precision allows. A recall target instead (0.98 of alert lines) put the alert threshold
 #: at 0.05 with this model: "what happens if you don't brush your teeth" became a self-harm alert.
-FALSE_FLAG_BUDGET = {"alert": 0.015, "risk": 0.04, "emotional": 0.03, "unsafe": 0.01}
+#: Risk 0.03 (0.04 until session 15): the whole turn's over-refusal also has the lexicon's, the profanity
+#: model's and the output check's share (~2 % of answerable lines), and the issue's ceiling is 5 %. With the
+#: session-15 soup, calibration fifth: over-refusal 0.043 -> 0.029, redirect recall 0.917 -> 0.893 for the
+#: classifier alone (0.933 -> 0.916 combined); a budget of 0.025 put the threshold at 0.92 (recall 0.862).
+FALSE_FLAG_BUDGET = {"alert": 0.015, "risk": 0.03, "emotional": 0.03, "unsafe": 0.01}
 #: No threshold goes below this, whatever the budget allows.
 THRESHOLD_FLOOR = {"alert": 0.05, "risk": 0.15, "emotional": 0.3, "unsafe": 0.15}
 THRESHOLD_CEILING = 0.98
@@ -279,7 +286,8 @@ class InputAssessment:
     """The input head's verdict on one text: what passed its threshold, and each group's summed probability."""
 
     flags: tuple[InputFlag, ...]
-    #: "alert", "risk", "emotional": the group's summed probability (what ``Thresholds.at`` is compared with).
+    #: "alert", "risk", "emotional": the group's summed probability (what ``Thresholds.at`` is compared with);
+    #: "rude": the probability of ``RUDE_CATEGORIES`` together (what confirms the profanity model).
     groups: dict[str, float]
 
 
@@ -330,6 +338,9 @@ class SafetyClassifier:
             return InputAssessment((), {})
         probs = self.heads.probs([text])[0][0]
         groups = {g: float(v[0]) for g, v in group_probs(self.input.classes, probs).items()}
+        rude = [i for i, c in enumerate(self.input.classes) if c in RUDE_CATEGORIES]
+        if rude:
+            groups["rude"] = float(probs[rude].sum())
         return InputAssessment(tuple(self.input.flagged(probs)), groups)
 
     def output_probability(self, text: str) -> float:

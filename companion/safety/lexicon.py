@@ -60,6 +60,35 @@ BENIGN = [
     r"(nose|noses|ears|eyes|mouth|door|doors|valves?|petals?|shell|shells)( \w+){0,2} (shut|closed)", r"snapping shut",
     r"nuts like", r"(cotton|snow|tennis|foot|beach|bouncy) balls?", r"balls? of",
     r"suck(s|ed|ing)? (the |up |on |out )?(a |the )?(straw|sweet|sap|nectar|juice|milk|water|air|thumb|blood)",
+    # Games: what happens on a screen or a board ("kill that boss", "beats me up in smash bros", "tnt in minecraft").
+    # Narrow on purpose: a phrase taken out is unseen by the classifier too ("dad beats me when im on the xbox"
+    # must still read as a disclosure).
+    r"(beats?|beating|kills?|killed|killing|shoots?|shot|shooting)( \w+){0,2} (in|at) (the |my |this )?(video )?"
+    r"(game|smash bros|minecraft|fortnite|roblox|mario kart)",
+    r"(in|on) (my|the|this|a) (video |computer )?game( you| i| we)? (can |could |have to |get to )?(shoot|kill|"
+    r"blow (stuff |things )?up|die|died)",
+    r"kill (the|that|this|a|my) (next |last |final |big |hard )?(boss|level|dragon|ender dragon|zombies?|creepers?|"
+    r"monster|baddies?|bad guys?)",
+    r"video games? (has|have|with) guns", r"pass ?words?( \w+){0,4} (in|for) (my|the|this) game",
+    r"in (my|the|this) game( \w+){0,6} pass ?words?",
+    # History and nature told about, not wanted.
+    r"(cowboys|knights|soldiers|pirates|vikings|romans|cavemen|in the (war|blitz|olden days))( \w+){0,4} (guns?|swords?|"
+    r"bombs?|cannons?|spears?)",
+    r"(guns?|bombs?|swords?|cannons?)( \w+){0,4} (cowboys|knights|soldiers|pirates|vikings|in the (war|blitz))",
+    r"bullet ants?", r"naked mole ?rats?",
+    # A grown-up's rule said back or asked about ("why does mum say never ever drink the bleach").
+    r"(never|dont|do not|mustnt|must not|not allowed to)( ever)? (drink|eat|taste|touch|play with)( \w+){0,2} "
+    r"(bleach|medicine|pills|tablets|cleaning stuff|matches|lighters?)",
+    r"(keep|never give|dont give|never share|dont share|never tell|dont tell)( \w+){0,2} (your|my) (phone number|"
+    r"address|password)( \w+){0,3} (secret|private|safe|to strangers|online)",
+    r"(why do i have to|i have to|doctor (said|says) i have to) take (the |my )?(\w+ )?(medicine|"
+    r"antibiotics|tablets|syrup|inhaler)",
+    r"why do (people|grown ?ups|adults|some people) smoke",
+    r"(plants?|flowers?|garden|tree|seeds?)( \w+){0,3} (a )?drink", r"drunk it (all )?up", r"(isnt|not|no) real beer",
+    r"(spread|spreading|butter)( \w+){0,3} with (a|the|my|mums?|moms?|dads?) (\w+ )?knife",
+    r"(scary|scariest|spooky)( \w+){0,5} but( make it)?( a)? (funny|silly|friendly|nice|kind)",
+    r"(colou?rs?|shades?|paint|it|them|hair|skin|sky) (\w+ )?lighter", r"lighter (colou?rs?|shades?|blue|green|red|pink|"
+    r"purple|yellow|brown|grey|gray|than)",
 ]
 
 CATEGORIES: dict[str, list[str]] = {
@@ -86,7 +115,7 @@ CATEGORIES: dict[str, list[str]] = {
         r"(my )?(mom|mum|dad|mother|father|sister|brother|baby|the baby|me|us)\b",
         r"\b(kids|children|boys|girls|they|everyone|someone|people|a boy|a girl) (at|in|on the way to|after) (school|class|"
         r"the playground|the bus|recess)\b.{0,30}\b(hit|hits|kick|kicks|push|pushes|bully|bullies|hurt|hurts|punch|"
-        r"punches|call me|laugh at me|steal|are mean)\b",
+        r"punches|steal)\b",
         r"\b(being|been|get|getting) bullied\b", r"\b(they|he|she|kids|everyone) (bully|bullies|bullied) me\b",
         r"\b(locked|locks) me (in|up)\b", r"\b(doesnt|dont|never) (feed|give) me (food|dinner|anything to eat)\b",
         r"\bsaid (i|we) (cant|mustnt|shouldnt) tell (anyone|mom|mum|dad|my parents)\b",
