@@ -284,3 +284,15 @@ def test_the_robot_never_claims_a_pet_or_a_family_of_its_own():
     story = "Once upon a time, a girl said: my puppy is lost! She looked everywhere."
     assert _said(story, heard="tell me a story about a puppy") == story
     assert _said(story, heard="lets pretend we have a puppy") == story
+
+
+def test_the_reply_ends_where_a_code_block_begins():
+    """To a child's "yeah", the coder model went on from a friendly sentence into a Python function."""
+    reply = ("That's great! If you have any more questions, feel free to ask. ```python\n# Define a simple "
+             "function to greet the child\ndef greet_child(child_name): print(f\"Hi there, {child_name}!\")```")
+    chunks = _chunks(reply, heard="yeah")
+    said = " ".join(c.text for c in chunks)
+    assert said == "That's great! If you have any more questions, feel free to ask."
+    assert all(c.source == "model" for c in chunks)
+    # Only code: nothing of it is said.
+    assert _said("```python\nprint('hi')\n```", heard="yeah") == ""

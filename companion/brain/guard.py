@@ -8,6 +8,7 @@ caps or checks a reply.
 from __future__ import annotations
 
 import asyncio
+import re
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -26,6 +27,12 @@ from companion.tts.clauses import ClauseSplitter, ends_sentence
 
 #: A first sentence held this long without ending is spoken: the child does not wait for a run-on.
 HOLD_MAX_WORDS = 12
+
+#: A code block: the coder model's habit. After "That's great! If you have any more questions, feel free to ask.",
+#: to a child's "yeah", the 1.5B went on "```python # Define a simple function to greet the child ...". The reply
+#: ends where the code begins (speakable() would drop a block only within one clause; the next clauses are
+#: code read out as words).
+_CODE = re.compile(r"```|~~~")
 
 
 def cap_margin(max_words: int) -> int:
@@ -118,7 +125,11 @@ class OutputGuard:
         return await asyncio.to_thread(self.flush)
 
     def flush(self) -> list[ReplyChunk]:
-        out = self._pass(self._splitter.flush())
+        return self._pass(self._splitter.flush()) + self._finish()
+
+    def _finish(self) -> list[ReplyChunk]:
+        """The end of the model's text: what was held back is said now."""
+        out: list[ReplyChunk] = []
         if self._yes and not self.done:  # the reply was only "Yes!"
             yes, self._yes = self._yes, []
             out += self._speak(self._first_sentence(" ".join(yes)))
@@ -140,6 +151,13 @@ class OutputGuard:
         out: list[ReplyChunk] = []
         for piece in pieces:
             if self.done:
+                break
+            if (code := _CODE.search(piece)) is not None:  # the reply ends before the code
+                before = piece[:code.start()].strip()
+                out += self._pass([before] if before else [])
+                if not self.done:
+                    out += self._finish()
+                self.done = True
                 break
             # The clause, and the model's reply so far as a whole: instructions cut into harmless-looking
             # clauses are still instructions.
