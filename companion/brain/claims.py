@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 
-_PETS = ("pet", "dog", "doggy", "doggie", "puppy", "pup", "cat", "kitty", "kitten", "hamster", "rabbit", "bunny",
+from companion.brain.plan import asks_for_story
+
+PETS = ("pet", "dog", "doggy", "doggie", "puppy", "pup", "cat", "kitty", "kitten", "hamster", "rabbit", "bunny",
          "fish", "goldfish", "bird", "parrot", "budgie", "turtle", "tortoise", "guinea pig", "pony", "horse",
          "lizard", "snake", "gecko", "mouse", "mice", "gerbil", "ferret", "chicken", "duck")
 _FAMILY = ("family", "mum", "mummy", "mom", "mommy", "mother", "dad", "daddy", "father", "parents", "brother",
@@ -33,7 +35,7 @@ def _nouns(words: tuple[str, ...]) -> str:
 #: ("my favourite pet is a dog": a robot may have one).
 _COUNT = r"(?:a|an|one|two|three|four|five|six|some|lots of|many|\d+)"
 _HAVE = r"(?:i have|i've got|i have got|i've|i got|i own|i had)"
-_NOUNS = {"pet": _nouns(_PETS), "family": _nouns(_FAMILY)}
+_NOUNS = {"pet": _nouns(PETS), "family": _nouns(_FAMILY)}
 _CLAIMS = tuple(
     (kind, re.compile(rf"\b(?:{_HAVE} (?:{_COUNT} )?|my )(?!fav)(?:[\w'-]+ )?(?:{nouns})\b", re.IGNORECASE))
     for kind, nouns in _NOUNS.items()
@@ -45,9 +47,8 @@ LINES = {
     "family": "I'm a robot, so I don't have a family like yours, but I love hearing about your family!",
 }
 
-#: The child asked for a story or a game of make-believe: anyone in it may have a dog.
-_MAKE_BELIEVE = re.compile(r"\b(story|stories|pretend|imagine|let'?s play|role ?play|you be|be a|be the)\b",
-                           re.IGNORECASE)
+#: A game of make-believe (a story asked for is ``plan.asks_for_story``): anyone in it may have a dog.
+_MAKE_BELIEVE = re.compile(r"\b(pretend|imagine|let'?s play|role ?play|you be|be a|be the)\b", re.IGNORECASE)
 #: The child asked the robot about itself: a first "Yes," is held until what follows it is known.
 ASKS_ABOUT_ROBOT = re.compile(r"\b(do|did|have|has|can|will|would|are|were) you\b|\byour\b|\byou got\b",
                               re.IGNORECASE)
@@ -69,4 +70,4 @@ def robot_owns(sentence: str) -> str | None:
 def checks_claims(heard: str) -> bool:
     """Whether the reply to ``heard`` is checked for the robot's own pets and family (not in a story or
     make-believe the child asked for)."""
-    return not _MAKE_BELIEVE.search(heard)
+    return not (asks_for_story(heard) or _MAKE_BELIEVE.search(heard))

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from companion.brain.claims import PETS
 from companion.brain.conversation import Conversation
 from companion.brain.echo import STOPWORDS, WORD, echoes, plain, sentences
 from companion.config import CompanionConfig
@@ -222,8 +223,7 @@ def persona_leak(reply: str, persona: Persona) -> str | None:
 _MONTHS = "january february march april may june july august september october november december".split()
 _COLOURS = ("red orange yellow green blue purple pink brown black white grey gray blonde blond ginger hazel "
             "golden dark light").split()
-_PETS = (r"(?:dog|doggy|cat|kitty|puppy|kitten|pet|hamster|fish|goldfish|rabbit|bunny|bird|parrot|budgie|turtle|"
-         r"tortoise|guinea pig|pony|horse|lizard|snake|gecko)")
+_PETS = f"(?:{'|'.join(PETS)})"
 _PEOPLE = (r"(?:(?:little |big |baby |older |younger )?(?:best )?(?:friend|teacher|brother|sister|mum|mummy|mom|"
            r"mommy|dad|daddy|grandma|granny|grandpa|baby))")
 _FAVOURITE = r"fav(?:ou?rite|e) \w+(?: \w+)?"

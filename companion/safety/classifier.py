@@ -55,8 +55,8 @@ RUDE_CATEGORIES = ("profanity", "hate")
 #: at 0.05 with this model: "what happens if you don't brush your teeth" became a self-harm alert.
 #: Risk 0.03 (0.04 until session 15): the whole turn's over-refusal also has the lexicon's, the profanity
 #: model's and the output check's share (~2 % of answerable lines), and the issue's ceiling is 5 %. With the
-#: session-15 soup, calibration fifth: over-refusal 0.043 -> 0.029, redirect recall 0.917 -> 0.893 for the
-#: classifier alone (0.933 -> 0.916 combined); a budget of 0.025 put the threshold at 0.92 (recall 0.862).
+#: session-15 soup, calibration fifth (``companion eval safety-classifier --split calibration --json``, before
+#: and after): over-refusal 0.043 -> 0.029, redirect recall 0.933 -> 0.916.
 FALSE_FLAG_BUDGET = {"alert": 0.015, "risk": 0.03, "emotional": 0.03, "unsafe": 0.01}
 #: No threshold goes below this, whatever the budget allows.
 THRESHOLD_FLOOR = {"alert": 0.05, "risk": 0.15, "emotional": 0.3, "unsafe": 0.15}
