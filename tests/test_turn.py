@@ -17,8 +17,8 @@ from companion.turn.features import FRAMES, N_MELS, SAMPLES, turn_features, with
 from companion.turn.model import load_turn_model
 from companion.vad.endpoint import (EndpointConfig, Endpointer, SpeechPaused, SpeechResumed, UtteranceEnded,
                                     UtteranceMaybeEnded)
-from companion.voice.testing import EnergyVAD, ToneTurnModel, run_test, tone
-from companion.voice.turn_end import text_vote
+from companion.voice.testing import EnergyVAD, ScriptedBrain, ToneTurnModel, run_test, tone
+from companion.voice.turn_end import needs_probe, probe_vote, text_vote
 
 RECORDINGS = Path(__file__).resolve().parents[1] / "companion" / "data" / "recordings"
 CFG = TurnConfig()
@@ -43,6 +43,11 @@ def test_the_decision_table():
     assert _decide(None, None, looks=True) == TurnWait(1500, "text")
     assert _decide(None, False) == TurnWait(480, "text")
     assert decide(None, None, None, looks_unfinished=False, silence_ms=480, unfinished_hold_ms=1500) == TurnWait(480, "silence")
+    # The words are coming (the speculative transcript, the language model's look at them): a "finished"
+    # from the model alone waits for them; a "mid-sentence" needs no more evidence to wait long.
+    pending = dict(words_pending=True, silence_ms=480, unfinished_hold_ms=1500)
+    assert decide(CFG, 0.9, None, **pending) == TurnWait(CFG.unsure_ms, "model")
+    assert decide(CFG, 0.1, None, **pending) == TurnWait(CFG.incomplete_ms, "model")
 
 
 def test_the_transcripts_vote():
@@ -54,6 +59,16 @@ def test_the_transcripts_vote():
     assert text_vote("My favourite food is...") is True  # Whisper's ellipsis: the child trailed off
     assert text_vote("a dog") is None  # bare words: Whisper writes them for a finished short answer too
     assert text_vote("") is None
+
+
+def test_the_language_models_vote_on_bare_words():
+    assert needs_probe("and so my fellow Americans") and needs_probe("I have a wobbly")
+    assert not needs_probe("a dog") and not needs_probe("I don't know")  # short: finished answers read as going on
+    assert not needs_probe("Why is the sky blue?") and not needs_probe("my favourite food is the")  # the text decides
+    assert not needs_probe("I went to the park, ") and not needs_probe("I lost my tooth today!")
+    assert needs_probe("The best day ever was.")  # Whisper writes a full stop after cut-off words too
+    assert probe_vote(0.004, CFG.words_threshold) is True and probe_vote(0.5, CFG.words_threshold) is False
+    assert probe_vote(CFG.words_threshold, CFG.words_threshold) is False and probe_vote(None, 0.05) is None
 
 
 def test_turn_config_is_checked():
@@ -144,8 +159,11 @@ def test_a_finished_child_is_answered_after_a_short_silence():
     decided = _events(run, "TurnEndDecided")
     assert decided[-1]["by"] == "model+text" and decided[-1]["wait_ms"] == CFG.complete_ms
     captured = _events(run, "UtteranceCaptured")[0]
-    # The endpointer ended the utterance after complete_ms of silence, not the silence rule's 480 ms.
-    assert captured["t"] - captured["speech_end"] <= CFG.complete_ms + 40
+    # The endpointer ended the utterance after complete_ms of silence or as soon as the words had voted
+    # (the speculative transcript, which the reply needs anyway), not after the silence rule's 480 ms.
+    heard = _events(run, "Transcribed")[0]
+    assert captured["t"] - captured["speech_end"] <= max(CFG.complete_ms, heard["t"] - captured["speech_end"]) + 40
+    assert captured["t"] >= heard["t"]  # a "finished" from the model alone waits for the words
     record = _events(run, "TurnCompleted")[0]["record"]
     assert record["reply"] and model.calls == 1
     silence_rule = run_test([Segment(tone(300, 1.2))], lines=LINES)
@@ -174,6 +192,30 @@ def test_a_child_thinking_mid_sentence_is_heard_whole_not_interrupted():
     second_half_starts = 1.0 + 1.8
     assert spoken and spoken[0]["t"] / 1000 < second_half_starts + 1.0  # it spoke before the child finished
     assert _events(cut_in, "BargeIn")
+
+
+def test_words_that_go_on_keep_the_robot_listening_when_the_voice_sounds_finished():
+    """"And so my fellow Americans," said with a falling voice: the turn model says finished, the bare
+    words have no vote of their own, the language model reads them as going on. The robot waits through
+    the 1 s breath and answers the whole sentence once; without that vote it answers the first half."""
+    audio = np.concatenate([tone(420, 1.0), np.zeros(16000, np.float32), tone(560, 1.0)])
+    lines = {420.0: "and so my fellow Americans", 560.0: "ask what you can do for your country."}
+    model = ToneTurnModel({420.0: 0.9, 560.0: 0.93})
+    brain = ScriptedBrain()
+    brain.ends_p = 0.004
+    run = run_test([Segment(audio)], lines=lines, turn_model=model, brain=brain)
+    first_pause = _events(run, "TurnEndDecided")
+    assert first_pause[0]["wait_ms"] == CFG.unsure_ms  # the model's "finished" waits for the words
+    assert any(d["text_unfinished"] is True and d["wait_ms"] == CFG.unsure_ms for d in first_pause)
+    assert brain.asked_ends and brain.asked_ends[0] == lines[420.0]
+    assert len(_events(run, "TurnCompleted")) == 1 and not _events(run, "BargeIn")
+    captured = _events(run, "UtteranceCaptured")
+    assert len(captured) == 1 and captured[0]["speech_end"] - captured[0]["speech_start"] >= 2900
+
+    no_vote = run_test([Segment(audio)], lines=lines, turn_model=ToneTurnModel({420.0: 0.9, 560.0: 0.93}))
+    spoken = _events(no_vote, "ClauseSpoken")
+    assert spoken and spoken[0]["t"] / 1000 < 3.0  # it answered "and so my fellow Americans" as the child went on
+    assert _events(no_vote, "BargeIn")
 
 
 def test_a_failing_turn_model_falls_back_to_the_silence_rule(caplog):

@@ -13,7 +13,10 @@ long the robot would wait. Against how long the child actually paused:
 
 Reported per vote (the model alone, the transcript alone, both) so that the settings can be chosen,
 and the model's per-call time on this machine (a Pi 5 is ~2-3x slower: its time must stay within the
-wait it saves). Run in seconds, without the language model; no figure is asserted.
+wait it saves). Run in seconds, without the language model, so without its vote on bare words
+(``Generator.ends_here``, which needs the reply's prompt): the transcript votes with its punctuation and
+last word only here, and "and so my fellow Americans" has no vote. ``companion bench`` (the whole loop)
+counts that vote in its cut-ins. No figure is asserted.
 """
 
 from __future__ import annotations

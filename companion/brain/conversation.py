@@ -263,6 +263,21 @@ class Conversation:
         brief = self._adopt(ctx.parent)
         return await asyncio.to_thread(plan_turn, heard, ctx, brief)
 
+    def ends_here(self, plan: TurnPlan) -> asyncio.Future[float] | None:
+        """The model's probability that the child's words end where they do (``Generator.ends_here``),
+        queued on the model's worker now, so it runs before the reply that follows (whose prefill it
+        does, up to the end of the words). None for a fixed line, or a model that cannot tell."""
+        ends = getattr(self.model, "aends_here", None)
+        if plan.kind != "model" or not plan.messages or ends is None:
+            return None
+        tok = self.model.tokenizer
+        ids = tok.encode_open(plan.messages)
+        if ids and tok.decode(ids[-1:]) == ".":  # Whisper's full stop is no evidence: "The best day ever was."
+            ids = ids[:-1]
+        if not ids or tuple(ids) != plan.prompt[:len(ids)]:
+            return None
+        return ends(ids)
+
     async def messages(self, heard: str) -> list[ChatMessage]:
         """The chat messages a model turn for ``heard`` would get (for inspection: tests, ``bench memory``)."""
         ctx = await self.context(heard)

@@ -241,6 +241,28 @@ class Generator:
             cancel.set()
             raise
 
+    def ends_here(self, ids: Sequence[int]) -> float:
+        """The model's probability that the text ``ids`` end with ends there: that the next token is the
+        end of the message or a full stop, ! or ? (the tokenizer's ``sentence_end_ids``).
+
+        A language model reads "my favourite food is" and "and so my fellow Americans" as going on, and
+        "why is the sky blue" as a question asked. ``ids`` is the open prompt of a turn
+        (``ChatTokenizer.encode_open``): its KV goes into the prefix cache, so the reply that follows
+        prefills only the few tokens after the words. Blocking; see ``aends_here``."""
+        ids = list(ids)
+        if not ids:
+            raise ValueError("empty prompt")
+        n, past = self.prefix_cache.longest_prefix(ids)  # leaves one token at least: its logits are needed
+        logits, past = self.model.forward(ids[n:], past if past is not None else self.model.empty_cache())
+        self.prefix_cache.put(ids, past)
+        z = np.asarray(logits, dtype=np.float64).reshape(-1)
+        p = np.exp(z - z.max())
+        return float(p[list(self.tokenizer.sentence_end_ids)].sum() / p.sum())
+
+    def aends_here(self, ids: Sequence[int]) -> asyncio.Future[float]:
+        """``ends_here`` on the model's own worker, queued now: before any generation asked for after this call."""
+        return asyncio.get_running_loop().run_in_executor(self.executor, self.ends_here, ids)
+
     def generate(
         self,
         prompt_ids: Sequence[int],

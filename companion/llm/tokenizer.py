@@ -17,6 +17,8 @@ from companion.errors import MODEL_LOAD_FAILED, ModelError
 
 #: Token texts that end an assistant turn in common chat models.
 _END_OF_TURN = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "</s>")
+#: Text that ends a sentence when it comes next (one token each in most vocabularies; "..." trails off).
+_SENTENCE_END = (".", "?", "!", "?!", "!!", "!!!", "??", ".\n", "?\n", "!\n")
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,10 @@ class ChatTokenizer:
         if not stop:
             raise ModelError(f"{model_dir}: no end-of-turn token found", code=MODEL_LOAD_FAILED)
         self.stop_token_ids: frozenset[int] = frozenset(stop)
+        #: Tokens that end what a message says: its end-of-turn token, or a full stop, ! or ? (``Generator.ends_here``).
+        self.sentence_end_ids: frozenset[int] = frozenset(stop) | frozenset(
+            ids[0] for ids in (self._tok.encode(mark, add_special_tokens=False).ids for mark in _SENTENCE_END)
+            if len(ids) == 1)
         self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
 
     def encode(self, text: str) -> list[int]:

@@ -149,5 +149,8 @@ class TalkingEnrolment:
     async def prefill_heard_so_far(self, heard: str) -> int:
         return await self.brain.prefill_heard_so_far(heard)
 
+    def ends_here(self, plan):
+        return self.brain.ends_here(plan)
+
     async def close(self) -> None:
         """The child's own conversation is closed by the household."""

@@ -3,6 +3,7 @@
 ======================  =================================  ================
 model says              transcript says                    silence waited
 ======================  =================================  ================
+finished                not heard yet                      ``unsure_ms`` (until the words vote)
 finished                finished, or no opinion            ``complete_ms``
 finished                unfinished                         ``unsure_ms``
 mid-sentence            finished                           ``unsure_ms``
@@ -12,10 +13,16 @@ no answer (off/failed)  anything else                      ``[voice] unfinished_
 ======================  =================================  ================
 
 The transcript's vote (voice/turn_end.py ``text_vote``): unfinished when it ends on a word that needs
-more ("and", "the") or a comma, finished when it ends with . ! ?, no opinion for bare words (Whisper
-writes "a dog" for a finished short answer too). The model answers ~100 ms into the pause, the
-transcript ~150 ms later; until then the model decides alone. Children pause long mid-sentence and
-finish short answers with no pause at all: neither silence nor words alone can tell those apart.
+more ("and", "the") or a comma, finished when it ends with . ! ?; for bare words of four or more the
+language model's (``probe_vote``: "my favourite food is" goes on, "why is the sky blue" is asked), no
+opinion for shorter bare words (Whisper writes "a dog" for a finished short answer too).
+
+The model answers ~100-800 ms into the pause, the words ~300-1,000 ms (the speculative ASR, then the
+language model's look at them). A "finished" from the model alone does not end the turn while the words
+are coming: they are known before any reply is ready to play, so waiting for them costs the child no
+time, and ending without them cut in on "and so my fellow Americans," + a breath. Children pause long
+mid-sentence and finish short answers with no pause at all: neither silence nor words alone can tell
+those apart.
 """
 
 from __future__ import annotations
@@ -33,10 +40,12 @@ class TurnWait:
 
 
 def decide(config: TurnConfig | None, probability: float | None, text_unfinished: bool | None, *,
-           looks_unfinished: bool = False, silence_ms: int, unfinished_hold_ms: int) -> TurnWait:
+           words_pending: bool = False, looks_unfinished: bool = False, silence_ms: int,
+           unfinished_hold_ms: int) -> TurnWait:
     """The silence (ms after the end of speech) that ends this turn, from the votes known so far.
 
-    ``text_unfinished``: the transcript's vote (None: no opinion, or not heard yet). ``config`` None or
+    ``text_unfinished``: the transcript's vote (None: no opinion, or not heard yet); ``words_pending``:
+    it is not heard yet and is coming (the speculative turn's transcript). ``config`` None or
     ``probability`` None (no model, or it failed): the silence rule, which holds any transcript that
     ``looks_unfinished`` (bare words included)."""
     if config is None or probability is None:
@@ -46,6 +55,8 @@ def decide(config: TurnConfig | None, probability: float | None, text_unfinished
         return TurnWait(silence_ms, by)
     model_done = probability >= config.threshold
     if text_unfinished is None:
+        if model_done and words_pending:
+            return TurnWait(config.unsure_ms, "model")
         return TurnWait(config.complete_ms if model_done else config.incomplete_ms, "model")
     text_done = not text_unfinished
     if model_done and text_done:

@@ -58,7 +58,7 @@ from companion.voice.config import LoopConfig
 from companion.speaker.identify import SpeakerGuess
 from companion.voice.stages import Brain, LanguageModel, Speakers, Synthesizer, Transcriber, TurnModel
 from companion.voice.echo import echo_similarity, repeats_robot
-from companion.voice.turn_end import looks_unfinished, text_vote
+from companion.voice.turn_end import looks_unfinished, needs_probe, probe_vote, text_vote
 from companion.voice.events import (
     BargeIn,
     ClauseBlocked,
@@ -223,6 +223,8 @@ class VoiceLoop:
                 self._hear_pause(event)
             if not self._echo_run and not self._robot_busy():
                 self._start_turn(event.utterance, confirmed=False)
+            elif self._votes is not None and self._votes.speech_end == event.utterance.speech_end:
+                self._words_known(self._votes, None)  # no speculative turn: no words will vote on this pause
         elif isinstance(event, SpeechResumed):
             self._votes = None
             pending = self._pending
@@ -281,25 +283,66 @@ class VoiceLoop:
         if votes is self._votes:
             self._decide(votes)
 
-    def _vote_text(self, speech_end: float, text: str, unfinished: bool) -> _Votes | None:
+    def _vote_text(self, speech_end: float, text: str, unfinished: bool, *, final: bool = True) -> _Votes | None:
         """The speculative transcript's vote on the pause after ``speech_end`` (None: no votes for it);
-        ``unfinished``: ``looks_unfinished(text)``, for the silence rule."""
+        ``unfinished``: ``looks_unfinished(text)``, for the silence rule. Not ``final``: the language model
+        votes on these words next (``_probe_words``)."""
         votes = self._votes
         if votes is None or votes.speech_end != speech_end:
             return None
-        votes.text_unfinished = text_vote(text)
+        votes.own_vote = text_vote(text)
+        votes.text_unfinished = votes.own_vote if final else None
         votes.looks_unfinished = unfinished
+        votes.heard = final
         if votes.probability is not None or votes.failed:
             self._decide(votes)
         return votes
 
+    def _probe_words(self, votes: _Votes, brain: Brain, plan: TurnPlan) -> None:
+        """The language model's vote on bare words (``Generator.ends_here``), queued on its worker before
+        the reply, whose prefill it does; a fixed line, or a failure (logged), leaves the words no vote."""
+        try:
+            future = brain.ends_here(plan)
+        except Exception as err:  # noqa: BLE001 - the turn goes on without this vote
+            log.warning("[TURN_WORDS_FAILED] the language model could not vote on the words: %r", err)
+            future = None
+        if future is None:
+            self._words_known(votes, None)
+            return
+
+        def done(f: asyncio.Future) -> None:
+            p_end = None
+            if not f.cancelled() and f.exception() is not None:
+                log.warning("[TURN_WORDS_FAILED] the language model could not vote on the words: %r", f.exception())
+            elif not f.cancelled():
+                p_end = f.result()
+            self._words_known(votes, p_end)
+
+        future.add_done_callback(done)
+
+    def _words_known(self, votes: _Votes, p_end: float | None) -> None:
+        """The words' vote is final: the language model's (``p_end``), else the transcript's own."""
+        if votes.heard:
+            return
+        votes.heard = True
+        votes.p_end = p_end
+        threshold = self.turn_config.words_threshold if self.turn_config else TurnConfig().words_threshold
+        votes.text_unfinished = votes.own_vote if p_end is None else probe_vote(p_end, threshold)
+        if votes is self._votes and (votes.probability is not None or votes.failed):
+            self._decide(votes)
+
     def _decide(self, votes: _Votes) -> None:
-        votes.wait = decide(self.turn_config, votes.probability, votes.text_unfinished,
+        votes.wait = decide(self.turn_config, votes.probability, votes.text_unfinished, words_pending=not votes.heard,
                             looks_unfinished=votes.looks_unfinished, silence_ms=self.endpointer.config.end_silence_ms,
                             unfinished_hold_ms=self.config.unfinished_hold_ms)
         self.endpointer.set_end_silence(votes.wait.wait_ms, speech_end=votes.speech_end)
         self._emit(TurnEndDecided(votes.speech_end, votes.wait.wait_ms, votes.wait.by, votes.probability,
                                   votes.text_unfinished, self._now()))
+
+    def _no_words(self, speech_end: float) -> None:
+        votes = self._votes
+        if votes is not None and votes.speech_end == speech_end:
+            self._words_known(votes, None)
 
     def _hold_ms(self, turn: _Turn) -> int:
         """Silence after the end of speech before the reply may start: the end-of-turn decision (the
@@ -433,10 +476,12 @@ class VoiceLoop:
             now = self._now()
             if transcript.rejected:
                 self._emit(TurnDropped(transcript.rejected, transcript.text, now))
+                self._no_words(utt.speech_end)
                 return
             if utt.speech_start - self._last_spoke_end < self.config.echo_tail_s and repeats_robot(
                     transcript.text, self._last_said):
                 self._emit(TurnDropped("echo", transcript.text, now))
+                self._no_words(utt.speech_end)
                 return
             self._emit(Transcribed(transcript.text, transcript.asr_ms, now))
             speaker, speaker_t = await who if who is not None else (None, None)
@@ -445,8 +490,11 @@ class VoiceLoop:
                 who.cancel()
         brain = self.brain if self.speakers is None else self.speakers.brain_for(speaker)
         unfinished = looks_unfinished(transcript.text)
-        votes = self._vote_text(utt.speech_end, transcript.text, unfinished)
+        probing = needs_probe(transcript.text)
+        votes = self._vote_text(utt.speech_end, transcript.text, unfinished, final=not probing)
         plan = await brain.plan(transcript.text)
+        if votes is not None and probing:
+            self._probe_words(votes, brain, plan)  # before the reply is asked for: it runs first
         turn = _Turn(plan=plan, utt=utt, asr_ms=transcript.asr_ms, asr_done=now, pending=pending,
                      asr_start=asr_start, unfinished=unfinished, votes=votes, brain=brain, speaker=speaker,
                      speaker_t=speaker_t, clauses=asyncio.Queue(maxsize=self.config.clause_queue))
@@ -627,8 +675,15 @@ class _Votes:
 
     speech_end: float
     probability: float | None = None
-    #: The transcript's vote (voice/turn_end.py ``text_vote``; None: no opinion or not heard yet).
+    #: The transcript's vote (voice/turn_end.py ``text_vote``, or ``probe_vote`` on bare words; None: no
+    #: opinion or not heard yet).
     text_unfinished: bool | None = None
+    #: The words' vote is final (or none is coming): until then a "finished" from the model waits.
+    heard: bool = False
+    #: The transcript's vote by its punctuation and last word (``text_vote``), before the language model's.
+    own_vote: bool | None = None
+    #: The language model's probability that the words end there (``Generator.ends_here``; None: not asked).
+    p_end: float | None = None
     #: The transcript looks unfinished to the silence rule (bare words included).
     looks_unfinished: bool = False
     #: The model failed on this pause: the silence rule decides.
@@ -676,10 +731,11 @@ class _Turn:
     def turn_end(self) -> dict:
         v = self.votes
         if v is None or v.wait is None:
-            return {"by": "silence", "wait_ms": None, "probability": None, "text_unfinished": self.unfinished}
+            return {"by": "silence", "wait_ms": None, "probability": None, "text_unfinished": self.unfinished,
+                    "words_end_p": None}
         return {"by": v.wait.by, "wait_ms": v.wait.wait_ms,
                 "probability": None if v.probability is None else round(v.probability, 4),
-                "text_unfinished": v.text_unfinished}
+                "text_unfinished": v.text_unfinished, "words_end_p": None if v.p_end is None else round(v.p_end, 4)}
 
     def tokens(self) -> dict:
         """Language-model tokens of the turn (prompt, reply) and the decode speed as the loop saw it."""

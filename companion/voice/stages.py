@@ -6,6 +6,7 @@ the ONNX language model and piper in the product; fakes in tests (voice/testing.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 import numpy as np
@@ -39,6 +40,11 @@ class Brain(Protocol):
     async def warm_next(self, expected: SpokenReply | None = None) -> int: ...
 
     async def prefill_heard_so_far(self, heard: str) -> int: ...
+
+    def ends_here(self, plan: TurnPlan) -> asyncio.Future[float] | None:
+        """The language model's probability that the words of ``plan`` end there, queued before the
+        reply (None: no such vote, e.g. a fixed line)."""
+        ...
 
 
 class Synthesizer(Protocol):

@@ -196,6 +196,10 @@ class ScriptedBrain:
         self.warmed_ahead: list[str] = []
         #: What the loop heard while the child was still talking (``prefill_heard_so_far``).
         self.heard_so_far: list[str] = []
+        #: What ``ends_here`` answers (None: no vote) and after how long; what it was asked about.
+        self.ends_p: float | None = None
+        self.ends_s = 0.05
+        self.asked_ends: list[str] = []
 
     async def plan(self, heard: str) -> TurnPlan:
         await asyncio.sleep(self.plan_s)
@@ -218,6 +222,15 @@ class ScriptedBrain:
     async def prefill_heard_so_far(self, heard: str) -> int:
         self.heard_so_far.append(heard)
         return 0
+
+    def ends_here(self, plan: TurnPlan) -> asyncio.Future[float] | None:
+        """``ends_p`` (None: no vote), after ``ends_s`` seconds; the words it was asked about are kept."""
+        if plan.kind != "model" or self.ends_p is None:
+            return None
+        self.asked_ends.append(plan.heard)
+        future = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(self.ends_s, lambda: future.done() or future.set_result(self.ends_p))
+        return future
 
     async def close(self) -> None:
         self.closed = True
@@ -335,10 +348,10 @@ class ToneEncoder:
 def run_test(segments: list[Segment], *, lines: dict[float, str], replies: dict[str, str | None] | None = None,
              echo_gain: float = 0.0, config: LoopConfig = LoopConfig(),
              endpoint: EndpointConfig = EndpointConfig(), turn_model: ToneTurnModel | None = None,
-             turn: TurnConfig = TurnConfig(), speakers=None) -> TestRun:
+             turn: TurnConfig = TurnConfig(), speakers=None, brain: ScriptedBrain | None = None) -> TestRun:
     """Run the loop over ``segments`` (tones) on the virtual clock with the fake stages (``turn_model``
-    None: turns end by the silence rule; ``speakers``: a Household of ScriptedBrains)."""
-    brain, model, tts = ScriptedBrain(), ScriptedModel(replies or {}), ToneVoice()
+    None: turns end by the silence rule; ``speakers``: a Household of ScriptedBrains; ``brain``: this one)."""
+    brain, model, tts = brain or ScriptedBrain(), ScriptedModel(replies or {}), ToneVoice()
     if speakers is not None:
         brain = speakers.current
     events: list[LoopEvent] = []

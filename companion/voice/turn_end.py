@@ -43,3 +43,25 @@ def text_vote(text: str) -> bool | None:
     if _END.search(text.strip()):
         return False
     return None
+
+
+#: The language model's vote (``Generator.ends_here``: how likely the words end there) counts on words
+#: of at least this many. Shorter finished answers ("a dog", "I don't know") read as going on too.
+PROBE_MIN_WORDS = 4
+
+
+def needs_probe(text: str) -> bool:
+    """The language model votes on these words: four or more, bare or ending with a full stop, which
+    Whisper also writes after a cut-off phrase ("The best day ever was."). Not on a comma or a word
+    that needs more (the words' own vote decides), nor on ? or ! (the voice asked or exclaimed)."""
+    stripped = text.strip()
+    return (text_vote(text) is not True and not stripped.endswith(("?", "!"))
+            and len(re.findall(r"[a-z']+", text.lower())) >= PROBE_MIN_WORDS)
+
+
+def probe_vote(p_end: float | None, threshold: float) -> bool | None:
+    """The vote from the language model's probability that the words end where they do: unfinished
+    below ``threshold`` (``TurnConfig.words_threshold``), finished from it; None: no vote."""
+    if p_end is None:
+        return None
+    return p_end < threshold
