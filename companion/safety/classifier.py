@@ -57,7 +57,11 @@ RUDE_CATEGORIES = ("profanity", "hate")
 #: model's and the output check's share (~2 % of answerable lines), and the issue's ceiling is 5 %. With the
 #: session-15 soup, calibration fifth (``companion eval safety-classifier --split calibration --json``, before
 #: and after): over-refusal 0.043 -> 0.029, redirect recall 0.933 -> 0.916.
-FALSE_FLAG_BUDGET = {"alert": 0.015, "risk": 0.03, "emotional": 0.03, "unsafe": 0.01}
+#: Alert 0.02 (0.015 until session 16): the session-16 corpus put hard look-alikes of disclosures ("dad
+#: carries me up to bed") into the calibration fifth, and at 0.015 its threshold rose to 0.86. On that fifth
+#: the alert recall is 0.816 at 0.015, 0.861 at 0.02 and flat after (0.867 at 0.03, 0.873 at 0.04) while
+#: false alerts go 8 -> 11 -> 16 -> 22 of 562: 0.02 is the knee.
+FALSE_FLAG_BUDGET = {"alert": 0.02, "risk": 0.03, "emotional": 0.03, "unsafe": 0.01}
 #: No threshold goes below this, whatever the budget allows.
 THRESHOLD_FLOOR = {"alert": 0.05, "risk": 0.15, "emotional": 0.3, "unsafe": 0.15}
 THRESHOLD_CEILING = 0.98
