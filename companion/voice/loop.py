@@ -326,8 +326,8 @@ class VoiceLoop:
             return
         votes.heard = True
         votes.p_end = p_end
-        threshold = self.turn_config.words_threshold if self.turn_config else TurnConfig().words_threshold
-        votes.text_unfinished = votes.own_vote if p_end is None else probe_vote(p_end, threshold)
+        # Votes exist only with a turn model, so ``turn_config`` is set.
+        votes.text_unfinished = votes.own_vote if p_end is None else probe_vote(p_end, self.turn_config.words_threshold)
         if votes is self._votes and (votes.probability is not None or votes.failed):
             self._decide(votes)
 

@@ -22,8 +22,12 @@ _END = re.compile(r"[.!?…][\"')\]]*$")
 _GOES_ON = re.compile(r"([,;:\-–—]|\.\.\.|…)[\"')\]]*$")
 
 
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
 def looks_unfinished(text: str) -> bool:
-    words = re.findall(r"[a-z']+", text.lower())
+    words = _words(text)
     if not words:
         return False
     if words[-1] in CONTINUES or _GOES_ON.search(text.strip()):  # "my favourite food is..." trails off
@@ -35,7 +39,7 @@ def text_vote(text: str) -> bool | None:
     """The transcript's vote beside the end-of-turn model: True (unfinished: it ends on a word that needs
     more, on a comma, or trails off: Whisper's "..."), False (finished: it ends with . ! ?), None (no opinion: bare words, which
     Whisper also writes for a finished short answer, "a dog")."""
-    words = re.findall(r"[a-z']+", text.lower())
+    words = _words(text)
     if not words:
         return None
     if words[-1] in CONTINUES or _GOES_ON.search(text.strip()):
@@ -56,7 +60,7 @@ def needs_probe(text: str) -> bool:
     that needs more (the words' own vote decides), nor on ? or ! (the voice asked or exclaimed)."""
     stripped = text.strip()
     return (text_vote(text) is not True and not stripped.endswith(("?", "!"))
-            and len(re.findall(r"[a-z']+", text.lower())) >= PROBE_MIN_WORDS)
+            and len(_words(text)) >= PROBE_MIN_WORDS)
 
 
 def probe_vote(p_end: float | None, threshold: float) -> bool | None:
