@@ -184,7 +184,7 @@ def test_the_language_model_reads_cut_off_words_as_going_on(real_cache):
     async def run() -> None:
         # Whisper's full stop after cut-off words is left out of the look: "The best day ever was." goes on.
         for heard in ("and so my fellow Americans", "the best thing about school is", "I have a wobbly",
-                      "The best day ever was."):
+                      "The best day ever was.", "Do Dinosourced.", "what is"):
             p, _, _ = await ends(heard)
             assert p < threshold, (heard, p)
         for heard in ("why do bees make honey", "My tummy hurts.", "can we play a game"):

@@ -48,6 +48,12 @@ def test_the_decision_table():
     pending = dict(words_pending=True, silence_ms=480, unfinished_hold_ms=1500)
     assert decide(CFG, 0.9, None, **pending) == TurnWait(CFG.unsure_ms, "model")
     assert decide(CFG, 0.1, None, **pending) == TurnWait(CFG.incomplete_ms, "model")
+    # The model hears mid-sentence, the language model is sure the words are finished: a shorter wait.
+    sure = dict(words_sure=True, silence_ms=480, unfinished_hold_ms=1500)
+    assert decide(CFG, 0.1, False, **sure) == TurnWait(CFG.sure_ms, "model+text")
+    assert CFG.complete_ms < CFG.sure_ms < CFG.unsure_ms
+    assert decide(CFG, 0.9, False, **sure).wait_ms == CFG.complete_ms  # both say finished: no change
+    assert decide(CFG, 0.1, True, **sure).wait_ms == CFG.incomplete_ms  # "sure" only counts for finished words
 
 
 def test_the_transcripts_vote():
@@ -67,6 +73,9 @@ def test_the_language_models_vote_on_bare_words():
     assert not needs_probe("Why is the sky blue?") and not needs_probe("my favourite food is the")  # the text decides
     assert not needs_probe("I went to the park, ") and not needs_probe("I lost my tooth today!")
     assert needs_probe("The best day ever was.")  # Whisper writes a full stop after cut-off words too
+    # Two or three words that open a question, without its question mark: most often its start.
+    assert needs_probe("Do Dinosourced.") and needs_probe("what is") and needs_probe("can you tell")
+    assert not needs_probe("Can we go?") and not needs_probe("why") and not needs_probe("a big dog")
     assert probe_vote(0.004, CFG.words_threshold) is True and probe_vote(0.5, CFG.words_threshold) is False
     assert probe_vote(CFG.words_threshold, CFG.words_threshold) is False and probe_vote(None, 0.05) is None
 
@@ -76,6 +85,10 @@ def test_turn_config_is_checked():
         TurnConfig(complete_ms=900, unsure_ms=800)
     with pytest.raises(ValueError):
         TurnConfig(threshold=1.5)
+    with pytest.raises(ValueError):
+        TurnConfig(sure_ms=1500)  # longer than unsure_ms
+    with pytest.raises(ValueError):
+        TurnConfig(words_sure_threshold=0.01)  # below words_threshold
 
 
 # -- the model's input ------------------------------------------------------------------------
@@ -216,6 +229,29 @@ def test_words_that_go_on_keep_the_robot_listening_when_the_voice_sounds_finishe
     spoken = _events(no_vote, "ClauseSpoken")
     assert spoken and spoken[0]["t"] / 1000 < 3.0  # it answered "and so my fellow Americans" as the child went on
     assert _events(no_vote, "BargeIn")
+
+
+def test_finished_words_the_language_model_is_sure_of_end_the_turn_sooner():
+    """"I have a puppy called Biscuit." said with a pause-like fall: the turn model hears mid-sentence, the
+    words end with a full stop and the language model gives them 0.86. The robot answers after
+    ``sure_ms`` of silence, not ``unsure_ms``; with a doubtful language model (0.1) it waits ``unsure_ms``."""
+    lines = {420.0: "I have a puppy called Biscuit."}
+
+    def wait_for(p_end: float) -> tuple[int, float]:
+        brain = ScriptedBrain()
+        brain.ends_p = p_end
+        run = run_test([Segment(tone(420, 1.5))], lines=lines, turn_model=ToneTurnModel({420.0: 0.1}), brain=brain)
+        assert brain.asked_ends == [lines[420.0]]
+        decided = _events(run, "TurnEndDecided")[-1]
+        captured = _events(run, "UtteranceCaptured")[0]
+        first = _events(run, "ClauseSpoken")[0]
+        return decided["wait_ms"], first["t"] - captured["speech_end"]
+
+    sure_wait, sure_ttfa = wait_for(0.86)
+    doubt_wait, doubt_ttfa = wait_for(0.1)
+    assert sure_wait == CFG.sure_ms and doubt_wait == CFG.unsure_ms
+    assert sure_ttfa >= CFG.sure_ms and doubt_ttfa >= CFG.unsure_ms
+    assert doubt_ttfa - sure_ttfa >= CFG.unsure_ms - CFG.sure_ms - 100
 
 
 def test_a_failing_turn_model_falls_back_to_the_silence_rule(caplog):

@@ -6,6 +6,7 @@ model says              transcript says                    silence waited
 finished                not heard yet                      ``unsure_ms`` (until the words vote)
 finished                finished, or no opinion            ``complete_ms``
 finished                unfinished                         ``unsure_ms``
+mid-sentence            finished, the language model sure  ``sure_ms``
 mid-sentence            finished                           ``unsure_ms``
 mid-sentence            unfinished, or no opinion          ``incomplete_ms``
 no answer (off/failed)  ends with . ! ?                    the silence rule: ``[vad] end_silence_ms``
@@ -15,7 +16,9 @@ no answer (off/failed)  anything else                      ``[voice] unfinished_
 The transcript's vote (voice/turn_end.py ``text_vote``): unfinished when it ends on a word that needs
 more ("and", "the") or a comma, finished when it ends with . ! ?; for bare words of four or more the
 language model's (``probe_vote``: "my favourite food is" goes on, "why is the sky blue" is asked), no
-opinion for shorter bare words (Whisper writes "a dog" for a finished short answer too).
+opinion for shorter bare words (Whisper writes "a dog" for a finished short answer too). The language
+model is "sure" from ``words_sure_threshold``: Smart Turn hears many finished sentences of the generated
+voices as mid-sentence, and the words then settle it sooner.
 
 The model answers ~100-800 ms into the pause, the words ~300-1,000 ms (the speculative ASR, then the
 language model's look at them). A "finished" from the model alone does not end the turn while the words
@@ -40,12 +43,13 @@ class TurnWait:
 
 
 def decide(config: TurnConfig | None, probability: float | None, text_unfinished: bool | None, *,
-           words_pending: bool = False, looks_unfinished: bool = False, silence_ms: int,
+           words_pending: bool = False, words_sure: bool = False, looks_unfinished: bool = False, silence_ms: int,
            unfinished_hold_ms: int) -> TurnWait:
     """The silence (ms after the end of speech) that ends this turn, from the votes known so far.
 
     ``text_unfinished``: the transcript's vote (None: no opinion, or not heard yet); ``words_pending``:
-    it is not heard yet and is coming (the speculative turn's transcript). ``config`` None or
+    it is not heard yet and is coming (the speculative turn's transcript); ``words_sure``: the language
+    model reads the words as finished with at least ``words_sure_threshold``. ``config`` None or
     ``probability`` None (no model, or it failed): the silence rule, which holds any transcript that
     ``looks_unfinished`` (bare words included)."""
     if config is None or probability is None:
@@ -61,6 +65,8 @@ def decide(config: TurnConfig | None, probability: float | None, text_unfinished
     text_done = not text_unfinished
     if model_done and text_done:
         wait = config.complete_ms
+    elif text_done and words_sure:
+        wait = config.sure_ms
     elif model_done or text_done:
         wait = config.unsure_ms
     else:

@@ -332,8 +332,10 @@ class VoiceLoop:
             self._decide(votes)
 
     def _decide(self, votes: _Votes) -> None:
+        sure = votes.p_end is not None and votes.p_end >= self.turn_config.words_sure_threshold
         votes.wait = decide(self.turn_config, votes.probability, votes.text_unfinished, words_pending=not votes.heard,
-                            looks_unfinished=votes.looks_unfinished, silence_ms=self.endpointer.config.end_silence_ms,
+                            words_sure=sure, looks_unfinished=votes.looks_unfinished,
+                            silence_ms=self.endpointer.config.end_silence_ms,
                             unfinished_hold_ms=self.config.unfinished_hold_ms)
         self.endpointer.set_end_silence(votes.wait.wait_ms, speech_end=votes.speech_end)
         self._emit(TurnEndDecided(votes.speech_end, votes.wait.wait_ms, votes.wait.by, votes.probability,

@@ -53,14 +53,26 @@ def text_vote(text: str) -> bool | None:
 #: of at least this many. Shorter finished answers ("a dog", "I don't know") read as going on too.
 PROBE_MIN_WORDS = 4
 
+#: Words a question opens with. Two or three words that open a question and end without a question mark
+#: ("do dinosaurs", heard as "Do Dinosourced.") are most often the start of it: the language model votes
+#: on them too. It gave 22 such starts at most 0.006 (the words threshold is 0.05), and "who are you"
+#: 0.72; a finished one it misreads ("can we go" 0.001) waits ``unsure_ms``, where Whisper wrote no ?.
+QUESTION_OPENERS = frozenset({
+    "do", "does", "did", "can", "could", "is", "are", "was", "were", "will", "would", "should", "shall",
+    "what", "what's", "whats", "why", "how", "where", "where's", "when", "who", "who's", "which", "have", "has",
+})
+
 
 def needs_probe(text: str) -> bool:
-    """The language model votes on these words: four or more, bare or ending with a full stop, which
-    Whisper also writes after a cut-off phrase ("The best day ever was."). Not on a comma or a word
-    that needs more (the words' own vote decides), nor on ? or ! (the voice asked or exclaimed)."""
+    """The language model votes on these words: four or more, or two or three that open a question, bare
+    or ending with a full stop, which Whisper also writes after a cut-off phrase ("The best day ever
+    was."). Not on a comma or a word that needs more (the words' own vote decides), nor on ? or ! (the
+    voice asked or exclaimed)."""
     stripped = text.strip()
-    return (text_vote(text) is not True and not stripped.endswith(("?", "!"))
-            and len(_words(text)) >= PROBE_MIN_WORDS)
+    if text_vote(text) is True or stripped.endswith(("?", "!")):
+        return False
+    words = _words(text)
+    return len(words) >= PROBE_MIN_WORDS or (len(words) >= 2 and words[0] in QUESTION_OPENERS)
 
 
 def probe_vote(p_end: float | None, threshold: float) -> bool | None:
