@@ -178,3 +178,72 @@ def test_siblings_taking_turns_each_find_their_own_prefix_cached(generator, tmp_
     cached, _ = generator.prefix_cache.longest_prefix(_prompt(ana, "and what about dinosaur number 3?"))
     assert ana_prefix > 100 and cached >= ana_prefix
     store.close()
+
+
+def test_a_fact_learned_mid_session_waits_for_a_trim_to_enter_the_facts_block(generator, tmp_path):
+    """The facts block sits before the history: changing it re-prefills the whole history. A fact just
+    learned is in the history in the child's words, so the block keeps what it showed (the prompt's start
+    is unchanged) until the history is trimmed; memory answers use the new fact at once, and a fact the
+    parents delete leaves the prompt at once."""
+    config = replace(CompanionConfig(), memory=MemoryConfig(prompt_tokens=4096))
+    store = MemoryStore(tmp_path)
+    store.add_fact("kid", "likes", "trains", None)
+    conversation = Conversation(generator, config, "kid", store)
+    def render(messages) -> str:
+        return generator.tokenizer.render(messages, add_generation_prompt=False)
+
+    def system_text(heard: str) -> str:
+        return " ".join(m.content for m in _messages(conversation, heard) if m.role == "system")
+
+    _remember(conversation, "hello robot", "Hello!")
+    before = render(_messages(conversation, "")[:-1])
+    assert "trains" in system_text("")
+    _remember(conversation, "my dog is called Rex", "What a nice name!")
+    assert any("Rex" in f.value for f in store.facts("kid"))  # learned and stored
+    after = render(_messages(conversation, "")[:-1])
+    assert after.startswith(before)  # the history only grew: its KV is reused whole
+    assert "Rex" not in system_text("") and "Rex" in after  # in the child's words, not yet in the block
+    plan = asyncio.run(conversation.plan("what is my dog called?"))
+    assert plan.kind == "memory" and "Rex" in plan.line
+
+    trains = next(row["id"] for row in store.fact_rows("kid") if row["value"] == "trains")
+    assert store.delete_fact("kid", trains)
+    assert "trains" not in system_text("")  # erased: out of the prompt at once, with the new fact in
+    assert "Rex" in system_text("")
+    store.close()
+
+    # A trim re-prefills the history anyway: the block takes the new facts then.
+    short = replace(config, llm=replace(config.llm, history_turns=2))
+    store = MemoryStore(tmp_path / "short")
+    conversation = Conversation(generator, short, "kid", store)
+    _remember(conversation, "hello robot", "Hello!")
+    _remember(conversation, "my cat is called Tom", "What a nice name!")
+    assert "Tom" not in system_text("")
+    _remember(conversation, "I like to draw", "Drawing is fun!")  # three exchanges: the history is trimmed
+    assert "Tom" in system_text("")
+    store.close()
+
+
+def test_the_prefix_warmed_while_a_reply_plays_is_the_next_prompts_when_the_exchange_trims_the_history(
+        generator, tmp_path):
+    """The exchange being said trims the history, so the facts block takes the fact deferred until then: the
+    prefix warmed during the reply (``warm_next(expected)``) must show it too, or the next turn prefills the
+    whole history again on its critical path."""
+    config = replace(CompanionConfig(), llm=replace(CompanionConfig().llm, history_turns=2),
+                     memory=MemoryConfig(prompt_tokens=4096))
+    store = MemoryStore(tmp_path)
+    conversation = Conversation(generator, config, "kid", store)
+    _remember(conversation, "hello robot", "Hello!")
+    _remember(conversation, "my cat is called Tom", "What a nice name!")
+
+    async def go() -> tuple[int, tuple[int, ...]]:
+        spoken = SpokenReply(await conversation.plan("I like to draw"), "Drawing is fun!")
+        generator.prefix_cache.clear()
+        warmed = await conversation.warm_next(spoken)  # while "Drawing is fun!" plays
+        await conversation.remember(spoken)
+        return warmed, (await conversation.plan("what do you like to draw?")).prompt
+
+    warmed, prompt = asyncio.run(go())
+    cached, _ = generator.prefix_cache.longest_prefix(prompt)
+    assert warmed > 50 and cached >= warmed
+    store.close()

@@ -38,6 +38,10 @@ class TurnContext:
     facts: tuple[Fact, ...] = ()
     #: The last session's summary.
     summary: str | None = None
+    #: The facts the prompt's facts block shows (None: ``facts``). A fact just learned is already in the
+    #: history, in the child's own words: the block takes it when the history is next trimmed
+    #: (``Conversation._facts_for_prompt``), so learning it does not re-prefill the history after the block.
+    prompt_facts: tuple[Fact, ...] | None = None
     #: Talk time today (for the daily limit), seconds.
     talk_s_today: float = 0.0
     #: Earlier turns (outside the recent history) that match what the child said.
@@ -209,9 +213,17 @@ def plan_turn(heard: str, ctx: TurnContext, brief: Brief) -> TurnPlan:
 
 def prompt_messages(heard: str, ctx: TurnContext, brief: Brief) -> tuple[list[ChatMessage], History]:
     """The chat messages of the turn and the history to keep (see brain/prompt.py)."""
-    return build_messages(brief.tokenizer, brief.prompt_tokens, brief.system(),
-                          facts_message(ctx.facts, ctx.summary, brief.persona.name), recall_message(ctx.recalled),
-                          ctx.history, heard, knowledge_message(ctx.cards) if heard else None)
+    def build(facts: tuple[Fact, ...]) -> tuple[list[ChatMessage], History]:
+        return build_messages(brief.tokenizer, brief.prompt_tokens, brief.system(),
+                              facts_message(facts, ctx.summary, brief.persona.name), recall_message(ctx.recalled),
+                              ctx.history, heard, knowledge_message(ctx.cards) if heard else None)
+
+    if ctx.prompt_facts is None:
+        return build(ctx.facts)
+    messages, history = build(ctx.prompt_facts)
+    if history != ctx.history:  # trimmed: the history is prefilled anew, the facts block takes the new facts now
+        messages, history = build(ctx.facts)
+    return messages, history
 
 
 def prefix_messages(ctx: TurnContext, brief: Brief) -> list[ChatMessage]:
