@@ -118,6 +118,14 @@ def test_leetspeak_and_masked_swears_are_caught(layer):
     assert layer.check_input("what does f*** mean").category == "profanity"
 
 
+def test_he_will_is_not_a_swear_word(layer):
+    """Taking the apostrophe out made "he'll" "hell", which the profanity model redirected ("He'll love
+    anywhere", Whisper's hearing of "do dinosaurs still live anywhere")."""
+    assert layer.check_input("He'll be sad if I go.").action == "answer"
+    assert layer.check_output("He'll be so happy to see you!").action == "answer"
+    assert layer.check_input("go to hell").category == "profanity"
+
+
 def test_output_check_blocks_unsafe_robot_words_but_not_kind_ones(layer):
     assert layer.check_output("You can make a bomb with a bottle.").action == "redirect"
     assert layer.check_output("My phone number is 555 123 4567.").action == "redirect"

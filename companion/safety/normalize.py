@@ -17,6 +17,7 @@ def normalize(text: str, *, leet: bool = False) -> str:
     t = re.sub(r"\bf\W{2,4}(k|ck)?\b", " fuck ", t)  # f***, f**k
     t = re.sub(r"\bs\W{2,3}t\b", " shit ", t)
     t = re.sub(r"(.)\1{2,}", r"\1\1", t)  # sooooo -> soo
+    t = re.sub(r"\bhe'll\b", "he will", t)  # not "hell": the profanity model redirected "He'll be sad if I go."
     t = re.sub(r"'", "", t)  # what's -> whats, don't -> dont
     t = re.sub(r"[^a-z0-9@.\s]", " ", t)
     t = re.sub(r"(?<!\d)\.|\.(?!\d)", " ", t)  # keep decimal points and nothing else
