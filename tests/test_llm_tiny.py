@@ -258,6 +258,37 @@ def test_an_open_prompt_is_the_start_of_the_finished_one(generator):
     assert "\u2063" not in tok.decode(open_ids)
 
 
+def test_the_look_at_the_words_feeds_the_reply_its_first_token(generator):
+    """``ends_here(words, prompt)``: one forward pass gives the words' end probability and the reply
+    prompt's last logits, so the reply starts with no pass of its own and says what it would have said;
+    the probability is the one a look at the words alone gives."""
+    tok = generator.tokenizer
+    system = ChatMessage("system", "you are a robot")
+    words = tok.encode_open([system, ChatMessage("user", "why is the sky blue")])
+    prompt = tok.encode_chat([system, ChatMessage("user", "why is the sky blue")])
+    assert prompt[:len(words)] == words and len(prompt) > len(words) + 1
+    generator.prefix_cache.clear()
+    alone = generator.ends_here(words)
+    generator.prefix_cache.clear()
+    expected = generator.generate(prompt, GREEDY)
+
+    generator.prefix_cache.clear()
+    passes = []
+    forward = generator.model.forward
+    generator.model.forward = lambda ids, past, **kw: (passes.append(len(ids)), forward(ids, past, **kw))[1]
+    try:
+        p = generator.ends_here(words, prompt)
+        looked = len(passes)
+        reply = generator.generate(prompt, GREEDY)
+    finally:
+        del generator.model.forward
+    assert p == pytest.approx(alone, abs=1e-4)
+    assert reply.token_ids == expected.token_ids and reply.cached_tokens == len(prompt)
+    assert len(passes) - looked == len(reply.token_ids) - 1  # no pass for the first token
+    other = generator.generate(_prompt(generator, "the cat sat on the mat"), GREEDY)  # another prompt: no reuse
+    assert other.cached_tokens < len(_prompt(generator, "the cat sat on the mat"))
+
+
 def test_a_prefill_keeps_what_it_computed_and_gives_way_to_a_generation(generator):
     from companion.llm.generate import WARM_CHUNK
 

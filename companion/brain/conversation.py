@@ -300,7 +300,7 @@ class Conversation:
             ids = ids[:-1]
         if not ids or tuple(ids) != plan.prompt[:len(ids)]:
             return None
-        return ends(ids)
+        return ends(ids, plan.prompt)
 
     async def messages(self, heard: str) -> list[ChatMessage]:
         """The chat messages a model turn for ``heard`` would get (for inspection: tests, ``bench memory``)."""

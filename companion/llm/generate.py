@@ -194,6 +194,9 @@ class Generator:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm")
         #: Generations asked for so far: a prefill queued before one gives way to it (``prefill_ids``).
         self._asked = 0
+        #: (prompt, its last position's logits, its KV) left by ``ends_here`` for the reply that follows:
+        #: its first token is sampled with no forward pass. Read and written on the worker thread only.
+        self._ready: tuple[tuple[int, ...], np.ndarray, KVCache] | None = None
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -241,27 +244,36 @@ class Generator:
             cancel.set()
             raise
 
-    def ends_here(self, ids: Sequence[int]) -> float:
+    def ends_here(self, ids: Sequence[int], prompt: Sequence[int] = ()) -> float:
         """The model's probability that the text ``ids`` end with ends there: that the next token is the
         end of the message or a full stop, ! or ? (the tokenizer's ``sentence_end_ids``).
 
         A language model reads "my favourite food is" and "and so my fellow Americans" as going on, and
         "why is the sky blue" as a question asked. ``ids`` is the open prompt of a turn
-        (``ChatTokenizer.encode_open``): its KV goes into the prefix cache, so the reply that follows
-        prefills only the few tokens after the words. Blocking; see ``aends_here``."""
+        (``ChatTokenizer.encode_open``): its KV goes into the prefix cache. With ``prompt``, the reply's
+        prompt that ``ids`` begin, the same forward pass feeds the rest of it too (the end of the message,
+        the reply's header) and keeps the logits of its last position: the reply that follows samples its
+        first token at once (one pass fewer, ~80 ms on 2 cores). Blocking; see ``aends_here``."""
         ids = list(ids)
         if not ids:
             raise ValueError("empty prompt")
+        prompt = list(prompt)
+        tail = prompt[len(ids):] if len(prompt) > len(ids) and prompt[:len(ids)] == ids else []
         n, past = self.prefix_cache.longest_prefix(ids)  # leaves one token at least: its logits are needed
-        logits, past = self.model.forward(ids[n:], past if past is not None else self.model.empty_cache())
-        self.prefix_cache.put(ids, past)
-        z = np.asarray(logits, dtype=np.float64).reshape(-1)
+        past = past if past is not None else self.model.empty_cache()
+        feed, keep = ids[n:] + tail, len(tail) + 1
+        if len(feed) > keep:  # only the rows at the words' end and after it are read
+            _, past = self.model.forward(feed[:-keep], past)
+        logits, past = self.model.forward(feed[-keep:], past, all_logits=True)
+        self.prefix_cache.put(ids + tail, past)
+        self._ready = (tuple(prompt), np.asarray(logits[-1]), past) if tail else None
+        z = np.asarray(logits[0], dtype=np.float64).reshape(-1)
         p = np.exp(z - z.max())
         return float(p[list(self.tokenizer.sentence_end_ids)].sum() / p.sum())
 
-    def aends_here(self, ids: Sequence[int]) -> asyncio.Future[float]:
+    def aends_here(self, ids: Sequence[int], prompt: Sequence[int] = ()) -> asyncio.Future[float]:
         """``ends_here`` on the model's own worker, queued now: before any generation asked for after this call."""
-        return asyncio.get_running_loop().run_in_executor(self.executor, self.ends_here, ids)
+        return asyncio.get_running_loop().run_in_executor(self.executor, self.ends_here, ids, prompt)
 
     def generate(
         self,
@@ -279,7 +291,12 @@ class Generator:
         prompt = list(prompt_ids)
         if not prompt:
             raise ValueError("empty prompt")
-        cached, past = self.prefix_cache.longest_prefix(prompt)
+        ready, self._ready = self._ready, None
+        first_logits = None
+        if ready is not None and ready[0] == tuple(prompt):  # ``ends_here`` fed the whole prompt
+            cached, first_logits, past = len(prompt), ready[1], ready[2]
+        else:
+            cached, past = self.prefix_cache.longest_prefix(prompt)
         if past is None:
             past = self.model.empty_cache()
         rng = np.random.default_rng(params.seed)
@@ -300,7 +317,9 @@ class Generator:
             # Not while the prompt is fed: its KV is kept whole for the next turn (below).
             room = min(params.draft_tokens, params.max_new_tokens - len(generated) - 1)
             draft = lookup_draft(fed + pending, room) if generated and room > 0 else []
-            if draft:
+            if first_logits is not None:  # the prompt's last logits came with it (``ends_here``)
+                logits, first_logits = first_logits[None, :], None
+            elif draft:
                 logits, past = self.model.forward(pending + draft, past, all_logits=True)
             else:
                 logits, past = self.model.forward(pending, past)
