@@ -247,3 +247,25 @@ def test_the_prefix_warmed_while_a_reply_plays_is_the_next_prompts_when_the_exch
     cached, _ = generator.prefix_cache.longest_prefix(prompt)
     assert warmed > 50 and cached >= warmed
     store.close()
+
+
+def test_a_fact_learned_from_the_exchange_being_said_keeps_the_prefix_warmed_while_it_plays(generator, tmp_path):
+    """The prefix is warmed while the reply plays, before the exchange is stored (with its turn id) and its
+    fact learned: the next prompt must start with it all the same."""
+    config = replace(CompanionConfig(), memory=MemoryConfig(prompt_tokens=4096))
+    store = MemoryStore(tmp_path)
+    conversation = Conversation(generator, config, "kid", store)
+    _remember(conversation, "hello robot", "Hello!")
+
+    async def go() -> tuple[int, tuple[int, ...]]:
+        spoken = SpokenReply(await conversation.plan("my cat is called Tom"), "What a nice name!")
+        generator.prefix_cache.clear()
+        warmed = await conversation.warm_next(spoken)
+        await conversation.remember(spoken)  # stores the turn and learns the fact
+        return warmed, (await conversation.plan("can you tell me a story?")).prompt
+
+    warmed, prompt = asyncio.run(go())
+    assert any("Tom" in f.value for f in store.facts("kid"))
+    cached, _ = generator.prefix_cache.longest_prefix(prompt)
+    assert warmed > 50 and cached >= warmed
+    store.close()

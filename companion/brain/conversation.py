@@ -274,8 +274,9 @@ class Conversation:
         if held is not None:
             shown, shown_summary, seen = held
             kept = {(f.kind, f.value) for f in facts}
-            if (summary == shown_summary and history[:len(seen)] == seen
-                    and all((f.kind, f.value) in kept for f in shown)):
+            grew = len(history) >= len(seen) and all((a.heard, a.said) == (b.heard, b.said)
+                                                     for a, b in zip(history, seen))  # turn ids come later
+            if summary == shown_summary and grew and all((f.kind, f.value) in kept for f in shown):
                 self._facts_shown = (shown, summary, history)  # grew since the last look: not trimmed
                 return shown
         self._facts_shown = (facts, summary, history)
