@@ -282,6 +282,7 @@ def test_the_look_at_the_words_feeds_the_reply_its_first_token(generator):
         reply = generator.generate(prompt, GREEDY)
     finally:
         del generator.model.forward
+    assert looked == 1  # the words and the rest of the prompt in one pass
     assert p == pytest.approx(alone, abs=1e-4)
     assert reply.token_ids == expected.token_ids and reply.cached_tokens == len(prompt)
     assert len(passes) - looked == len(reply.token_ids) - 1  # no pass for the first token

@@ -253,7 +253,8 @@ class Generator:
         (``ChatTokenizer.encode_open``): its KV goes into the prefix cache. With ``prompt``, the reply's
         prompt that ``ids`` begin, the same forward pass feeds the rest of it too (the end of the message,
         the reply's header) and keeps the logits of its last position: the reply that follows samples its
-        first token at once (one pass fewer, ~80 ms on 2 cores). Blocking; see ``aends_here``."""
+        first token at once: one pass fewer (to the first token of a 1.5B reply on 2 cores, 240 ms
+        against 278, the median of 18 in a one-off timing). Blocking; see ``aends_here``."""
         ids = list(ids)
         if not ids:
             raise ValueError("empty prompt")
@@ -261,10 +262,8 @@ class Generator:
         tail = prompt[len(ids):] if len(prompt) > len(ids) and prompt[:len(ids)] == ids else []
         n, past = self.prefix_cache.longest_prefix(ids)  # leaves one token at least: its logits are needed
         past = past if past is not None else self.model.empty_cache()
-        feed, keep = ids[n:] + tail, len(tail) + 1
-        if len(feed) > keep:  # only the rows at the words' end and after it are read
-            _, past = self.model.forward(feed[:-keep], past)
-        logits, past = self.model.forward(feed[-keep:], past, all_logits=True)
+        # One pass for the words and the rest of the prompt; only the rows at the words' end and after it.
+        logits, past = self.model.forward(ids[n:] + tail, past, last=len(tail) + 1)
         self.prefix_cache.put(ids + tail, past)
         self._ready = (tuple(prompt), np.asarray(logits[-1]), past) if tail else None
         z = np.asarray(logits[0], dtype=np.float64).reshape(-1)

@@ -90,21 +90,33 @@ class OnnxCausalLM:
         empty = np.zeros((1, self.kv_heads, 0, self.head_dim), dtype=self._kv_dtype)
         return tuple((empty, empty) for _ in range(self.num_layers))
 
-    def forward(self, token_ids: list[int], past: KVCache, *, all_logits: bool = False) -> tuple[np.ndarray, KVCache]:
-        """Feed ``token_ids`` after ``past``; returns the last position's logits (or all) and the new cache.
+    def forward(self, token_ids: list[int], past: KVCache, *, all_logits: bool = False,
+                last: int | None = None) -> tuple[np.ndarray, KVCache]:
+        """Feed ``token_ids`` after ``past``; returns the last position's logits (or all, or with ``last``
+        the last that many positions', one row each) and the new cache.
 
         Long inputs go through in chunks of ``PREFILL_CHUNK`` tokens: a graph from an older export
         computes logits for every position (151,936 floats, 0.6 MB a token for Qwen), so a 500-token
         prefill in one pass would take ~300 MB, which onnxruntime's arena then keeps for the life of the
-        process. A current export computes only the last position's (``logits_to_keep``).
+        process. A current export computes only the positions asked for (``logits_to_keep``).
         """
+        if last is not None:
+            if not 0 < last <= min(len(token_ids), PREFILL_CHUNK):
+                raise ValueError(f"last={last} rows of {len(token_ids)} tokens (at most {PREFILL_CHUNK})")
+            head = max(0, len(token_ids) - PREFILL_CHUNK)
+            if head:
+                _, past = self.forward(token_ids[:head], past)
+            return self._forward(token_ids[head:], past, keep=last)
         if not all_logits and len(token_ids) > PREFILL_CHUNK:
             for i in range(0, len(token_ids), PREFILL_CHUNK):
-                logits, past = self._forward(token_ids[i:i + PREFILL_CHUNK], past, all_logits=False)
+                logits, past = self._forward(token_ids[i:i + PREFILL_CHUNK], past)
             return logits, past
-        return self._forward(token_ids, past, all_logits=all_logits)
+        if all_logits:
+            return self._forward(token_ids, past, keep=len(token_ids))
+        return self._forward(token_ids, past)
 
-    def _forward(self, token_ids: list[int], past: KVCache, *, all_logits: bool) -> tuple[np.ndarray, KVCache]:
+    def _forward(self, token_ids: list[int], past: KVCache, *, keep: int | None = None) -> tuple[np.ndarray, KVCache]:
+        """One pass; the logits of the last ``keep`` positions (None: the last position's, one vector)."""
         past_len = past[0][0].shape[2]
         n = len(token_ids)
         feeds: dict[str, np.ndarray] = {
@@ -112,14 +124,14 @@ class OnnxCausalLM:
             "attention_mask": np.ones((1, past_len + n), dtype=np.int64),
         }
         if self._logits_to_keep:
-            feeds[LOGITS_TO_KEEP] = np.asarray(n if all_logits else 1, dtype=np.int64)
+            feeds[LOGITS_TO_KEEP] = np.asarray(keep or 1, dtype=np.int64)
         if self._has_position_ids:
             feeds["position_ids"] = np.arange(past_len, past_len + n, dtype=np.int64)[None, :]
         for (kname, vname), (k, v) in zip(self._past_names, past):
             feeds[kname] = k
             feeds[vname] = v
         outputs = self._session.run(self._output_names, feeds)
-        logits = outputs[0][0] if all_logits else outputs[0][0, -1]
+        logits = outputs[0][0, -1] if keep is None else outputs[0][0, -keep:]
         present = tuple((outputs[1 + 2 * i], outputs[2 + 2 * i]) for i in range(self.num_layers))
         return logits, present
 
