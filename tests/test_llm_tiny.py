@@ -32,7 +32,7 @@ def _prompt(gen: Generator, text: str = "hello there little robot") -> list[int]
 def test_logits_with_kv_cache_equal_logits_without(tiny_model_dir):
     lm = OnnxCausalLM(tiny_model_dir / "model.onnx")
     ids = [5, 17, 42, 99, 7, 3, 250, 11]
-    full, _ = lm.forward(ids, lm.empty_cache(), all_logits=True)
+    full, _ = lm.forward(ids, lm.empty_cache(), last=len(ids))
     past = lm.empty_cache()
     stepwise = []
     for i in range(len(ids)):
@@ -41,8 +41,26 @@ def test_logits_with_kv_cache_equal_logits_without(tiny_model_dir):
     np.testing.assert_allclose(np.stack(stepwise), full, rtol=1e-4, atol=1e-4)
     # A prefix prefilled in one go, then the rest token by token, gives the same logits too.
     _, past = lm.forward(ids[:5], lm.empty_cache())
-    logits, _ = lm.forward(ids[5:], past, all_logits=True)
+    logits, _ = lm.forward(ids[5:], past, last=len(ids) - 5)
     np.testing.assert_allclose(logits, full[5:], rtol=1e-4, atol=1e-4)
+
+
+def test_a_long_input_is_fed_in_chunks_with_the_rows_asked_for_from_its_end(tiny_model_dir, monkeypatch):
+    from companion.llm import session
+
+    lm = OnnxCausalLM(tiny_model_dir / "model.onnx")
+    ids = [5, 17, 42, 99, 7, 3, 250, 11]
+    full, _ = lm.forward(ids, lm.empty_cache(), last=len(ids))
+    monkeypatch.setattr(session, "PREFILL_CHUNK", 3)
+    last_one, past = lm.forward(ids, lm.empty_cache())
+    assert past[0][0].shape[2] == len(ids)
+    np.testing.assert_allclose(last_one, full[-1], rtol=1e-4, atol=1e-4)
+    for k in (2, 5):  # fewer and more rows than a chunk
+        rows, past = lm.forward(ids, lm.empty_cache(), last=k)
+        assert rows.shape[0] == k and past[0][0].shape[2] == len(ids)
+        np.testing.assert_allclose(rows, full[-k:], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError):
+        lm.forward(ids, lm.empty_cache(), last=len(ids) + 1)
 
 
 def test_export_computes_only_the_logits_asked_for(tiny_model_dir, tmp_path):
@@ -64,7 +82,7 @@ def test_export_computes_only_the_logits_asked_for(tiny_model_dir, tmp_path):
         feeds[k], feeds[v] = kc, vc
     assert lm._session.run(["logits"], feeds)[0].shape[1] == 1
     last, _ = lm.forward(ids, lm.empty_cache())
-    full, _ = lm.forward(ids, lm.empty_cache(), all_logits=True)
+    full, _ = lm.forward(ids, lm.empty_cache(), last=len(ids))
     np.testing.assert_allclose(last, full[-1], rtol=1e-5, atol=1e-5)
     assert keep_last_logits(tiny_model_dir / "model.onnx") is False  # already edited: left alone
 
@@ -95,7 +113,7 @@ def test_export_matches_torch(tiny_checkpoint, tiny_model_dir):
     with torch.no_grad():
         ref = AutoModelForCausalLM.from_pretrained(tiny_checkpoint)(torch.tensor([ids])).logits[0].numpy()
     lm = OnnxCausalLM(tiny_model_dir / "model.onnx")
-    ours, _ = lm.forward(ids, lm.empty_cache(), all_logits=True)
+    ours, _ = lm.forward(ids, lm.empty_cache(), last=len(ids))
     np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-3)
 
 
@@ -272,20 +290,27 @@ def test_the_look_at_the_words_feeds_the_reply_its_first_token(generator):
     generator.prefix_cache.clear()
     expected = generator.generate(prompt, GREEDY)
 
-    generator.prefix_cache.clear()
     passes = []
     forward = generator.model.forward
     generator.model.forward = lambda ids, past, **kw: (passes.append(len(ids)), forward(ids, past, **kw))[1]
-    try:
-        p = generator.ends_here(words, prompt)
+
+    def look_then_reply(with_prompt: bool) -> tuple[float, int, int, GenerationResult]:
+        generator.prefix_cache.clear()
+        passes.clear()
+        p = generator.ends_here(words, prompt if with_prompt else ())
         looked = len(passes)
-        reply = generator.generate(prompt, GREEDY)
+        result = generator.generate(prompt, GREEDY)
+        return p, looked, len(passes) - looked, result
+
+    try:
+        p, looked, reply_passes, reply = look_then_reply(True)
+        _, apart_looked, apart_reply_passes, apart = look_then_reply(False)
     finally:
         del generator.model.forward
-    assert looked == 1  # the words and the rest of the prompt in one pass
+    assert looked == apart_looked == 1  # the words and the rest of the prompt in one pass
     assert p == pytest.approx(alone, abs=1e-4)
-    assert reply.token_ids == expected.token_ids and reply.cached_tokens == len(prompt)
-    assert len(passes) - looked == len(reply.token_ids) - 1  # no pass for the first token
+    assert reply.token_ids == expected.token_ids == apart.token_ids and reply.cached_tokens == len(prompt)
+    assert reply_passes == apart_reply_passes - 1  # no pass of its own before its first token
     other = generator.generate(_prompt(generator, "the cat sat on the mat"), GREEDY)  # another prompt: no reuse
     assert other.cached_tokens < len(_prompt(generator, "the cat sat on the mat"))
 

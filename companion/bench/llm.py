@@ -77,6 +77,8 @@ def run(config: CompanionConfig, cache: ModelCache, *, runs: int = 3, max_new_to
     # Prompt-lookup drafting as the loop uses it (``[llm] draft_tokens``): the same prompts, one round.
     drafted = measure(replace(params, draft_tokens=config.llm.draft_tokens), 1) if config.llm.draft_tokens else []
     drafted_tok_s = [r.decode_tokens_per_s for r in drafted if r.decode_tokens_per_s]
+    words_vote = {"one_pass": _words_vote(generator, system, runs, merged=True),
+                  "apart": _words_vote(generator, system, runs, merged=False)}
     checked, kept = sum(r.drafted for r in drafted), sum(r.accepted_drafts for r in drafted)
     llm_rss = _rss_mb() - rss_before
     figures = {
@@ -96,6 +98,7 @@ def run(config: CompanionConfig, cache: ModelCache, *, runs: int = 3, max_new_to
         "draft_tokens": config.llm.draft_tokens,
         "tok_s_drafted": round(statistics.median(drafted_tok_s), 1) if drafted_tok_s else None,
         "draft_kept": round(kept / checked, 3) if checked else None,
+        "words_vote_to_first_token_ms": words_vote,
         "llm_rss_mb": round(llm_rss, 1),
         "rss_mb": round(_peak_rss_mb(), 1),
         "llama_cpp": None,
@@ -113,6 +116,25 @@ def run(config: CompanionConfig, cache: ModelCache, *, runs: int = 3, max_new_to
         figures["onnxruntime_genai"] = _genai(genai_model, generator, [system], PROMPTS, runs, max_new_tokens,
                                               config.llm.threads)
     return figures
+
+
+def _words_vote(generator: Generator, system: ChatMessage, runs: int, *, merged: bool) -> float:
+    """Median ms from the start of the turn-taking look at the child's words (``Generator.ends_here``) to
+    the reply's first token, with the persona's prefix cached: ``merged``, the look feeds the whole prompt
+    and the reply samples its first token from it; else it feeds the words and the reply its own pass."""
+    first = SamplingParams(max_new_tokens=1, temperature=0.0, repetition_penalty=1.0, draft_tokens=0)
+    times = []
+    for _ in range(runs):
+        for text in PROMPTS:
+            messages = [system, ChatMessage("user", text)]
+            words, prompt = generator.tokenizer.encode_open(messages), generator.tokenizer.encode_chat(messages)
+            generator.prefix_cache.clear()
+            generator.warm([system])
+            t0 = time.perf_counter()
+            generator.ends_here(words, prompt if merged else ())
+            generator.generate(prompt, first)
+            times.append((time.perf_counter() - t0) * 1000)
+    return round(statistics.median(times), 1)
 
 
 def _genai(model_dir: Path, generator: Generator, system, prompts, runs: int, max_new_tokens: int,
@@ -189,6 +211,8 @@ def format_table(figures: dict) -> str:
         f"TTFT             {figures['ttft_ms']} ms median, {figures['ttft_ms_p95']} ms p95 (persona prefix cached); "
         f"{figures['ttft_cold_ms']} ms cold",
         f"decode           {figures['tok_s']} tokens/s (median of {figures['runs']} runs)",
+        f"words' vote      to the first token {figures['words_vote_to_first_token_ms']['one_pass']} ms in one pass, "
+        f"{figures['words_vote_to_first_token_ms']['apart']} ms apart",
         f"memory           {figures['llm_rss_mb']} MB for the LLM; process peak RSS {figures['rss_mb']} MB",
     ]
     if figures["llama_cpp"]:

@@ -253,8 +253,8 @@ class Generator:
         (``ChatTokenizer.encode_open``): its KV goes into the prefix cache. With ``prompt``, the reply's
         prompt that ``ids`` begin, the same forward pass feeds the rest of it too (the end of the message,
         the reply's header) and keeps the logits of its last position: the reply that follows samples its
-        first token at once: one pass fewer (to the first token of a 1.5B reply on 2 cores, 240 ms
-        against 278, the median of 18 in a one-off timing). Blocking; see ``aends_here``."""
+        first token at once: one pass fewer (`companion bench llm --json`, ``words_vote_to_first_token_ms``:
+        1.5B on 2 cores, 207 ms against 275 in two passes). Blocking; see ``aends_here``."""
         ids = list(ids)
         if not ids:
             raise ValueError("empty prompt")
@@ -319,7 +319,7 @@ class Generator:
             if first_logits is not None:  # the prompt's last logits came with it (``ends_here``)
                 logits, first_logits = first_logits[None, :], None
             elif draft:
-                logits, past = self.model.forward(pending + draft, past, all_logits=True)
+                logits, past = self.model.forward(pending + draft, past, last=len(pending) + len(draft))
             else:
                 logits, past = self.model.forward(pending, past)
                 logits = logits[None, :]

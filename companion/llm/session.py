@@ -90,30 +90,22 @@ class OnnxCausalLM:
         empty = np.zeros((1, self.kv_heads, 0, self.head_dim), dtype=self._kv_dtype)
         return tuple((empty, empty) for _ in range(self.num_layers))
 
-    def forward(self, token_ids: list[int], past: KVCache, *, all_logits: bool = False,
-                last: int | None = None) -> tuple[np.ndarray, KVCache]:
-        """Feed ``token_ids`` after ``past``; returns the last position's logits (or all, or with ``last``
-        the last that many positions', one row each) and the new cache.
+    def forward(self, token_ids: list[int], past: KVCache, *, last: int | None = None) -> tuple[np.ndarray, KVCache]:
+        """Feed ``token_ids`` after ``past``; returns the last position's logits (one vector), or with
+        ``last`` the last that many positions' (one row each), and the new cache.
 
         Long inputs go through in chunks of ``PREFILL_CHUNK`` tokens: a graph from an older export
         computes logits for every position (151,936 floats, 0.6 MB a token for Qwen), so a 500-token
         prefill in one pass would take ~300 MB, which onnxruntime's arena then keeps for the life of the
-        process. A current export computes only the positions asked for (``logits_to_keep``).
+        process. A current export computes only the positions asked for (``logits_to_keep``). The rows
+        asked for come from one pass, with what comes before them chunked.
         """
-        if last is not None:
-            if not 0 < last <= min(len(token_ids), PREFILL_CHUNK):
-                raise ValueError(f"last={last} rows of {len(token_ids)} tokens (at most {PREFILL_CHUNK})")
-            head = max(0, len(token_ids) - PREFILL_CHUNK)
-            if head:
-                _, past = self.forward(token_ids[:head], past)
-            return self._forward(token_ids[head:], past, keep=last)
-        if not all_logits and len(token_ids) > PREFILL_CHUNK:
-            for i in range(0, len(token_ids), PREFILL_CHUNK):
-                logits, past = self._forward(token_ids[i:i + PREFILL_CHUNK], past)
-            return logits, past
-        if all_logits:
-            return self._forward(token_ids, past, keep=len(token_ids))
-        return self._forward(token_ids, past)
+        if last is not None and not 0 < last <= len(token_ids):
+            raise ValueError(f"last={last} rows of {len(token_ids)} tokens")
+        tail = max(last or 1, min(len(token_ids), PREFILL_CHUNK))
+        for i in range(0, len(token_ids) - tail, PREFILL_CHUNK):
+            _, past = self._forward(token_ids[i:min(i + PREFILL_CHUNK, len(token_ids) - tail)], past)
+        return self._forward(token_ids[len(token_ids) - tail:], past, keep=last)
 
     def _forward(self, token_ids: list[int], past: KVCache, *, keep: int | None = None) -> tuple[np.ndarray, KVCache]:
         """One pass; the logits of the last ``keep`` positions (None: the last position's, one vector)."""

@@ -30,8 +30,9 @@ class TurnConfig:
     unsure_ms: int = 1300
     #: The model hears mid-sentence but the language model is sure the words are a finished sentence
     #: (``words_sure_threshold``): this much. Smart Turn gave 0.02-0.17 to finished sentences like "I
-    #: have a puppy called Biscuit." and "When I grow up, I want to be a vet." in `companion bench`, where
-    #: the 1.5B gave their words 0.40-0.99; a pause this long still lets a child add a clause.
+    #: have a puppy called Biscuit." and "When I grow up, I want to be a vet." where the 1.5B gave their words
+    #: 0.40-0.99 (`companion bench --json`, ``per_turn[].turn_end``: ``probability``, ``words_end_p``); a
+    #: pause this long still lets a child add a clause.
     sure_ms: int = 600
     #: Both say the child is mid-sentence (thinking, looking for a word): the longest pause
     #: waited before answering anyway.

@@ -55,8 +55,9 @@ PROBE_MIN_WORDS = 4
 
 #: Words a question opens with. Two or three words that open a question and end without a question mark
 #: ("do dinosaurs", heard as "Do Dinosourced.") are most often the start of it: the language model votes
-#: on them too. It gave 22 such starts at most 0.006 (the words threshold is 0.05), and "who are you"
-#: 0.72; a finished one it misreads ("can we go" 0.001) waits ``unsure_ms``, where Whisper wrote no ?.
+#: on them too. The 1.5B gave 22 such starts at most 0.006 (the words threshold is 0.05), and "who are
+#: you" 0.72 (a one-off script on the real prompt, 2026-11-29; tests/test_real_models.py keeps two of the
+#: starts); a finished one it misreads ("can we go" 0.001) waits ``unsure_ms``, where Whisper wrote no ?.
 QUESTION_OPENERS = frozenset({
     "do", "does", "did", "can", "could", "is", "are", "was", "were", "will", "would", "should", "shall",
     "what", "what's", "whats", "why", "how", "where", "where's", "when", "who", "who's", "which", "have", "has",
